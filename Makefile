@@ -1,0 +1,57 @@
+# Italian DeepSpeech pipeline. Every target installs what it needs (through the setup stamp) and every stage
+# reads its settings from the environment (see env.example); `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.setup-done
+KENLM_PREFIX := tools/kenlm
+DEMO_DIR ?= $(CURDIR)/work-demo
+
+DEBIAN_PACKAGES := sox libsox-fmt-mp3 lame espeak-ng fortunes-it cmake build-essential \
+	libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev \
+	zlib1g-dev libbz2-dev liblzma-dev
+
+STAGES := check-sources import-cv
+
+.PHONY: help setup check-sources import-cv train demo test bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment and KenLM; once
+
+$(SETUP_STAMP): requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh
+	scripts/install_debian_packages.sh $(DEBIAN_PACKAGES)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	PYTHON=$(PY) scripts/build_kenlm.sh $(KENLM_PREFIX)
+	touch $@
+
+check-sources: $(SETUP_STAMP)  ## Stage 01: archive checksum and release, disk, tools, GPUs, transfer checkpoint
+	$(PY) scripts/01_check_sources.py
+
+import-cv: $(SETUP_STAMP)  ## Stage 02: unpack the archive, normalise transcripts, convert clips, write CSVs
+	$(PY) scripts/02_import_cv.py
+
+train: $(SETUP_STAMP)  ## Every stage in order; each is skipped when its inputs and parameters are unchanged
+	@for stage in $(STAGES); do $(MAKE) --no-print-directory $$stage; done
+
+demo: $(SETUP_STAMP)  ## The whole pipeline on a generated Italian corpus, in DEMO_DIR (default ./work-demo)
+	$(PY) scripts/make_demo_corpus.py "$(DEMO_DIR)/sources/it.tar.gz"
+	DATA_DIR="$(DEMO_DIR)" CV_SHA256="$$(cut -c1-64 "$(DEMO_DIR)/sources/it.tar.gz.sha256")" \
+		$(MAKE) --no-print-directory train
+
+test: $(SETUP_STAMP)  ## The test suite
+	$(PY) -m pytest -q tests
+
+bench: $(SETUP_STAMP)  ## The benchmarks; writes benchmarks/RESULTS.md
+	$(PY) benchmarks/run_all.py
+
+clean:  ## Remove the Python environment and the KenLM build (data folders are left alone)
+	rm -rf $(VENV) tools

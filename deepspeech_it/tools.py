@@ -1,0 +1,21 @@
+"""Where the external programs of the pipeline are found."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .config import PROJECT_ROOT
+
+# `make setup` builds KenLM here; the container image puts the same binaries on PATH.
+KENLM_BIN = PROJECT_ROOT / "tools" / "kenlm" / "bin"
+KENLM_PROGRAMS = ("lmplz", "build_binary", "filter")
+
+
+def find_tool(name: str) -> Path | None:
+    """The program NAME from the project's KenLM build, else from PATH; None when neither has it."""
+    built = KENLM_BIN / name
+    if built.is_file():
+        return built
+    found = shutil.which(name)
+    return Path(found) if found else None

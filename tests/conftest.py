@@ -1,0 +1,54 @@
+"""Shared fixtures: a small Common Voice-shaped Italian archive spoken by espeak-ng, and its import."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deepspeech_it.synth import Manifest, build_archive
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class GeneratedArchive:
+    path: Path
+    manifest: Manifest
+    sha256: str
+
+
+@pytest.fixture(scope="session")
+def cv_archive(tmp_path_factory) -> GeneratedArchive:
+    """A new-layout archive with every hostile case the importer must survive."""
+    path = tmp_path_factory.mktemp("cv") / "it.tar.gz"
+    manifest = build_archive(path, hostile=True, per_split={"train": 16, "dev": 6, "test": 6})
+    return GeneratedArchive(path, manifest, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def stage_env(data_dir: Path, **variables: str) -> dict[str, str]:
+    """The environment a stage script runs with: this one, less any pipeline variable, plus VARIABLES."""
+    from deepspeech_it.config import VARIABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in {var.name for var in VARIABLES}}
+    env.update({"DATA_DIR": str(data_dir), "PROGRESS": "0"}, **variables)
+    return env
+
+
+def run_script(script: str, data_dir: Path, **variables: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / script)], env=stage_env(data_dir, **variables),
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def imported_corpus(tmp_path_factory, cv_archive) -> Path:
+    """DATA_DIR after stage 02 on the generated archive; returns the folder with train/dev/test.csv."""
+    data_dir = tmp_path_factory.mktemp("data")
+    result = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path))
+    assert result.returncode == 0, result.stderr
+    return data_dir / "data" / "cv-it"

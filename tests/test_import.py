@@ -1,0 +1,123 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from deepspeech_it import commonvoice
+from deepspeech_it.alphabet import Alphabet
+from deepspeech_it.config import ALPHABET_DIR
+from deepspeech_it.synth import build_archive
+from deepspeech_it.textnorm import Normalizer
+
+from conftest import run_script
+
+NORMALIZER = Normalizer(Alphabet.from_file(ALPHABET_DIR / "it.txt"))
+
+
+def _rows(csv_path: Path) -> list[dict]:
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_splits_hold_exactly_the_clips_that_should_survive(imported_corpus, cv_archive):
+    for split in commonvoice.SPLITS:
+        rows = _rows(imported_corpus / f"{split}.csv")
+        expected = sorted(Path(u.clip).stem + ".wav" for u in cv_archive.manifest.kept[split])
+        assert sorted(Path(r["wav_filename"]).name for r in rows) == expected
+        for row in rows:
+            wav = imported_corpus / row["wav_filename"]
+            assert not Path(row["wav_filename"]).is_absolute()
+            assert int(row["wav_filesize"]) == wav.stat().st_size
+            info = soundfile.info(str(wav))
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+
+
+def test_report_counts_every_rejection_by_reason(imported_corpus, cv_archive):
+    report = json.loads((imported_corpus / "import_report.json").read_text())
+    for split in commonvoice.SPLITS:
+        assert report["splits"][split]["rejected"] == cv_archive.manifest.rejected[split]
+        assert report["splits"][split]["kept"] == len(cv_archive.manifest.kept[split])
+
+
+def test_transcripts_are_normalised(imported_corpus):
+    transcripts = {Path(r["wav_filename"]).stem: r["transcript"] for r in _rows(imported_corpus / "train.csv")}
+    assert transcripts["common_voice_it_digits"] == "ho comprato tre mele e dodici pere nel duemilaventuno"
+    assert transcripts["common_voice_it_quotes"] == "l'insegnante disse bravo a tutti"
+    dev = {Path(r["wav_filename"]).stem for r in _rows(imported_corpus / "dev.csv")}
+    assert "common_voice_it_stereo" in dev
+
+
+def test_stereo_clip_is_down_mixed(imported_corpus):
+    samples, rate = soundfile.read(str(imported_corpus / "clips" / "common_voice_it_stereo.wav"), dtype="int16")
+    assert rate == 16000 and samples.ndim == 1 and abs(samples).max() > 1000
+
+
+def test_unsafe_members_never_leave_the_folder(imported_corpus, cv_archive):
+    data_dir = imported_corpus.parent.parent
+    record = json.loads((data_dir / "extracted" / "extract.stage.json").read_text())
+    assert record["summary"]["skipped"] == cv_archive.manifest.unsafe_members
+    assert not (data_dir / "escaped.txt").exists() and not (data_dir.parent / "escaped.txt").exists()
+    assert not Path("/tmp/absolute-escape.txt").exists()
+    assert not list((data_dir / "extracted").rglob("link-out"))
+
+
+def test_rerun_is_skipped(imported_corpus, cv_archive):
+    data_dir = imported_corpus.parent.parent
+    before = (imported_corpus / "train.csv").stat().st_mtime_ns
+    result = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path))
+    assert result.returncode == 0 and "up to date, skipped" in result.stdout
+    assert (imported_corpus / "train.csv").stat().st_mtime_ns == before
+
+
+def test_changed_parameter_reruns(tmp_path, cv_archive):
+    data_dir = tmp_path / "data"
+    first = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path))
+    assert first.returncode == 0
+    again = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path), MAX_SECS="2")
+    assert again.returncode == 0 and "skipped" not in again.stdout.split("extracted")[-1]
+    report = json.loads((data_dir / "data" / "cv-it" / "import_report.json").read_text())
+    assert report["splits"]["train"]["rejected"].get("longer than MAX_SECS", 0) > 1
+
+
+def test_old_layout_and_old_columns(tmp_path):
+    archive = tmp_path / "it.tar.gz"
+    manifest = build_archive(archive, layout="old", per_split={"train": 3, "dev": 1, "test": 1})
+    result = run_script("02_import_cv.py", tmp_path / "data", CV_ARCHIVE=str(archive))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "extracted" / "train.tsv").is_file()
+    assert len(_rows(tmp_path / "data" / "data" / "cv-it" / "train.csv")) == len(manifest.kept["train"])
+
+
+def test_interrupted_import_resumes(tmp_path, cv_archive, monkeypatch):
+    data_dir = tmp_path / "data"
+    extracted = data_dir / "extracted"
+    commonvoice.extract_archive(cv_archive.path, extracted, show_progress=False)
+    corpus = commonvoice.find_corpus_dir(extracted, "it")
+    out = data_dir / "data" / "cv-it"
+    real_convert, converted = commonvoice.convert_to_wav, []
+
+    def convert_then_die(source, target):
+        if len(converted) == 10:
+            raise KeyboardInterrupt
+        converted.append(Path(target))
+        return real_convert(source, target)
+
+    monkeypatch.setattr(commonvoice, "convert_to_wav", convert_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        commonvoice.import_corpus(corpus, out, NORMALIZER, 10, jobs=1, show_progress=False)
+    monkeypatch.undo()
+    assert not (out / "train.csv").exists(), "an interrupted import must not leave a CSV behind"
+    assert not list((out / "clips").glob(".*.tmp"))
+    first_run = {path: path.stat().st_mtime_ns for path in converted}
+
+    result = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path))
+    assert result.returncode == 0, result.stderr
+    assert {path: path.stat().st_mtime_ns for path in converted} == first_run, "converted clips are reused"
+    assert len(_rows(out / "train.csv")) == len(cv_archive.manifest.kept["train"])
+
+
+def test_too_short_rule_is_deepspeechs():
+    assert commonvoice.too_short(frames=16000, transcript="x" * 51)
+    assert not commonvoice.too_short(frames=16000, transcript="x" * 50)
