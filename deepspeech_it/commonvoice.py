@@ -274,3 +274,32 @@ def format_report(reports: dict[str, SplitReport]) -> str:
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines)
+
+
+def validate_csv(path: Path, alphabet) -> list[str]:
+    """Problems that make a DeepSpeech CSV unfit for training, one line each (empty: fit).
+
+    Checked before a stage trusts a data folder it did not write itself: columns, existing wav files of the
+    recorded size, transcripts the alphabet encodes.
+    """
+    if not path.is_file():
+        return [f"{path}: missing; run stage 02 (make import-cv)"]
+    try:
+        frame = pandas.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as problem:
+        return [f"{path}: not a CSV ({problem})"]
+    missing = [column for column in ("wav_filename", "transcript") if column not in frame.columns]
+    if missing:
+        return [f"{path}: no column {', '.join(missing)}"]
+    if frame.empty:
+        return [f"{path}: no rows"]
+    problems = []
+    for number, row in enumerate(frame.itertuples(index=False), start=2):
+        wav = path.parent / row.wav_filename
+        if not wav.is_file():
+            problems.append(f"{path.name}:{number}: {row.wav_filename} does not exist")
+        elif getattr(row, "wav_filesize", "") and int(row.wav_filesize) != wav.stat().st_size:
+            problems.append(f"{path.name}:{number}: {row.wav_filename} is not the size the CSV records")
+        if not alphabet.can_encode(row.transcript):
+            problems.append(f"{path.name}:{number}: transcript {row.transcript!r} is not encodable")
+    return problems

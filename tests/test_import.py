@@ -121,3 +121,23 @@ def test_interrupted_import_resumes(tmp_path, cv_archive, monkeypatch):
 def test_too_short_rule_is_deepspeechs():
     assert commonvoice.too_short(frames=16000, transcript="x" * 51)
     assert not commonvoice.too_short(frames=16000, transcript="x" * 50)
+
+
+def test_validator_accepts_the_import_and_names_each_problem(imported_corpus, tmp_path):
+    alphabet = NORMALIZER.alphabet
+    for split in commonvoice.SPLITS:
+        assert commonvoice.validate_csv(imported_corpus / f"{split}.csv", alphabet) == []
+    rows = _rows(imported_corpus / "train.csv")
+    broken = tmp_path / "train.csv"
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "short.wav").write_bytes(b"RIFF")
+    with open(broken, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(commonvoice.CSV_FIELDS)
+        writer.writerow(["clips/gone.wav", "10", rows[0]["transcript"]])
+        writer.writerow(["clips/short.wav", "99", "ciao"])
+        writer.writerow(["clips/short.wav", "4", "ciao 3"])
+    problems = commonvoice.validate_csv(broken, alphabet)
+    assert len(problems) == 3
+    assert "gone.wav does not exist" in problems[0] and "size" in problems[1] and "not encodable" in problems[2]
+    assert commonvoice.validate_csv(tmp_path / "nothing.csv", alphabet)[0].endswith("run stage 02 (make import-cv)")
