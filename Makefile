@@ -16,9 +16,9 @@ DEBIAN_PACKAGES := sox libsox-fmt-mp3 lame espeak-ng fortunes-it cmake build-ess
 	libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev \
 	zlib1g-dev libbz2-dev liblzma-dev
 
-STAGES := check-sources import-cv
+STAGES := check-sources import-cv build-lm
 
-.PHONY: help setup check-sources import-cv train demo test bench clean
+.PHONY: help setup check-sources import-cv build-lm train demo test bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -39,11 +39,14 @@ check-sources: $(SETUP_STAMP)  ## Stage 01: archive checksum and release, disk, 
 import-cv: $(SETUP_STAMP)  ## Stage 02: unpack the archive, normalise transcripts, convert clips, write CSVs
 	$(PY) scripts/02_import_cv.py
 
+build-lm: $(SETUP_STAMP)  ## Stage 03: Italian KenLM model and the DeepSpeech 0.9.3 scorer lm/kenlm.scorer
+	$(PY) scripts/03_build_lm.py
+
 train: $(SETUP_STAMP)  ## Every stage in order; each is skipped when its inputs and parameters are unchanged
 	@for stage in $(STAGES); do $(MAKE) --no-print-directory $$stage; done
 
 demo: $(SETUP_STAMP)  ## The whole pipeline on a generated Italian corpus, in DEMO_DIR (default ./work-demo)
-	$(PY) scripts/make_demo_corpus.py "$(DEMO_DIR)/sources/it.tar.gz"
+	$(PY) scripts/make_demo_corpus.py "$(DEMO_DIR)/sources"
 	DATA_DIR="$(DEMO_DIR)" CV_SHA256="$$(cut -c1-64 "$(DEMO_DIR)/sources/it.tar.gz.sha256")" \
 		$(MAKE) --no-print-directory train
 

@@ -56,24 +56,29 @@ class Manifest:
         self.rejected[split][reason] = self.rejected[split].get(reason, 0) + 1
 
 
-def plan_utterances(sentences: list[str], voices: dict[str, list[str]], speeds: list[int], per_split: dict[str, int],
-                    seed: int) -> list[Utterance]:
-    """Assigns sentences, voices and speeds to clips; each split draws on its own sentences and voices."""
+def split_sentences(sentences: list[str], per_split: dict[str, int], seed: int) -> dict[str, list[str]]:
+    """Disjoint sentence pools per split, sized in proportion to the clips each split gets."""
     rng = random.Random(seed)
     shuffled = sentences[:]
     rng.shuffle(shuffled)
     total = sum(per_split.values())
-    shares = {s: max(1, round(len(shuffled) * per_split[s] / total)) for s in SPLITS}
     start, pools = 0, {}
     for split in SPLITS:
-        pools[split] = shuffled[start:start + shares[split]] or shuffled[:1]
-        start += shares[split]
+        share = max(1, round(len(shuffled) * per_split[split] / total))
+        pools[split] = shuffled[start:start + share] or shuffled[:1]
+        start += share
+    return pools
+
+
+def plan_utterances(sentences: dict[str, list[str]], voices: dict[str, list[str]], speeds: list[int],
+                    per_split: dict[str, int]) -> list[Utterance]:
+    """Assigns sentences, voices and speeds to clips; each split draws on its own sentences and voices."""
     plan = []
     for split in SPLITS:
         for i in range(per_split[split]):
             voice = voices[split][i % len(voices[split])]
             speed = speeds[(i // len(voices[split])) % len(speeds)]
-            sentence = pools[split][i % len(pools[split])]
+            sentence = sentences[split][i % len(sentences[split])]
             rate = 48000 if i % 2 else 32000
             plan.append(Utterance(split, sentence, voice, speed, f"common_voice_it_{split}_{i:05d}.mp3", rate))
     return plan
@@ -114,17 +119,20 @@ def hostile_utterances(voice: str) -> list[tuple[Utterance, str | None]]:
     ]
 
 
-def build_archive(target: Path, *, sentences: list[str] | None = None, voices: dict[str, list[str]] | None = None,
+def build_archive(target: Path, *, sentences: dict[str, list[str]] | None = None, voices: dict[str, list[str]] | None = None,
                   speeds: tuple[int, ...] = (150, 175), per_split: dict[str, int] | None = None, layout: str = "new",
                   release: str = "cv-corpus-99.0-2099-01-01", hostile: bool = False, seed: int = 1, jobs: int = 2,
                   show_progress: bool = False) -> Manifest:
-    """Writes a Common Voice-shaped Italian archive (tar.gz) to TARGET and returns what it holds."""
+    """Writes a Common Voice-shaped Italian archive (tar.gz) to TARGET and returns what it holds.
+
+    SENTENCES gives each split its own sentences (default: the project's sentences, split at random with SEED).
+    """
     if layout not in ("new", "old"):
         raise ValueError("layout is 'new' or 'old'")
-    sentences = sentences or project_sentences()
     voices = voices or {"train": ["it", "it+m3", "it+f2"], "dev": ["it+m1"], "test": ["it+f4"]}
     per_split = per_split or {"train": 12, "dev": 4, "test": 4}
-    plan = plan_utterances(sentences, voices, list(speeds), per_split, seed)
+    sentences = sentences or split_sentences(project_sentences(), per_split, seed)
+    plan = plan_utterances(sentences, voices, list(speeds), per_split)
     manifest = Manifest(corpus_prefix="" if layout == "old" else f"{release}/it/")
     expected = [(u, None) for u in plan] + (hostile_utterances(voices["train"][0]) if hostile else [])
     with tempfile.TemporaryDirectory() as work:

@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""Writes the demo's Common Voice-shaped Italian archive (and its sha256 beside it), unless it is already there.
+"""Writes the demo's Common Voice-shaped Italian archive, its sha256 and the demo's language-model text into
+DEMO_DIR/sources, unless they are already there.
 
-Dev and test are spoken by voices that never appear in train, so the demo's figures are measured on unseen voices.
+Dev and test are spoken by voices that never appear in train and use sentences train never has, so the demo's
+figures are measured on unseen voices and unseen sentences.
 """
 
+import gzip
 import hashlib
 import sys
 from pathlib import Path
 
+from deepspeech_it.alphabet import Alphabet
 from deepspeech_it.atomic import atomic_path, write_text_atomic
+from deepspeech_it.config import ALPHABET_DIR
+from deepspeech_it.demo import demo_text
 from deepspeech_it.synth import build_archive
+from deepspeech_it.textnorm import Normalizer
 
 VOICES = {
     "train": ["it", "it+m1", "it+m2", "it+m3", "it+m4", "it+m5", "it+m6", "it+m7", "it+f1", "it+f2", "it+f3",
@@ -19,20 +26,27 @@ VOICES = {
     "test": ["it+Gene", "it+Jacky"],
 }
 SPEEDS = (140, 165, 190)
-PER_SPLIT = {"train": 1600, "dev": 200, "test": 200}
+PER_SPLIT = {"train": 1800, "dev": 100, "test": 100}
+TRAIN_SENTENCES = 900
+SEED = 2024
 
 
-def main(target: Path) -> None:
-    checksum = target.with_name(target.name + ".sha256")
-    if target.is_file() and checksum.is_file():
-        print(f"demo corpus {target} already there")
+def main(sources: Path) -> None:
+    archive, checksum, lm_text = sources / "it.tar.gz", sources / "it.tar.gz.sha256", sources / "lm_text.txt.gz"
+    if archive.is_file() and checksum.is_file() and lm_text.is_file():
+        print(f"demo corpus in {sources} already there")
         return
+    normalizer = Normalizer(Alphabet.from_file(ALPHABET_DIR / "it.txt"))
+    sentences, lm_sentences = demo_text(normalizer, TRAIN_SENTENCES, PER_SPLIT["dev"], SEED)
     print(f"speaking {sum(PER_SPLIT.values())} Italian clips with {sum(map(len, VOICES.values()))} voices ...")
-    with atomic_path(target) as temp:
-        build_archive(temp, voices=VOICES, speeds=SPEEDS, per_split=PER_SPLIT, show_progress=True)
-    digest = hashlib.sha256(target.read_bytes()).hexdigest()
-    write_text_atomic(checksum, f"{digest}  {target.name}\n")
-    print(f"demo corpus written: {target} (sha256 {digest})")
+    with atomic_path(archive) as temp:
+        build_archive(temp, sentences=sentences, voices=VOICES, speeds=SPEEDS, per_split=PER_SPLIT, seed=SEED,
+                      show_progress=True)
+    with atomic_path(lm_text) as temp:
+        temp.write_bytes(gzip.compress(("\n".join(lm_sentences) + "\n").encode("utf-8")))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    write_text_atomic(checksum, f"{digest}  {archive.name}\n")
+    print(f"demo corpus written: {archive} (sha256 {digest}), LM text {lm_text} ({len(lm_sentences)} sentences)")
 
 
 if __name__ == "__main__":

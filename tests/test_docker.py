@@ -1,0 +1,57 @@
+import json
+import re
+import shutil
+import subprocess
+
+from deepspeech_it.config import VARIABLES
+
+from conftest import PROJECT_ROOT
+
+DOCKERFILE = PROJECT_ROOT / "docker" / "Dockerfile.train.it"
+SEED_ARGUMENTS = {"batch_size", "epochs", "epoch", "learning_rate", "dropout", "lm_alpha", "lm_beta",
+                  "english_compatible", "lm_evaluate_range", "amp", "kenlm_version"}
+
+
+def _final_stage() -> str:
+    return DOCKERFILE.read_text(encoding="utf-8").split("\nFROM ")[-1]
+
+
+def _instruction(stage: str, keyword: str) -> list[str]:
+    """The instructions KEYWORD of STAGE, with continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", stage)
+    return [line[len(keyword) + 1:].strip() for line in joined.splitlines() if line.startswith(keyword + " ")]
+
+
+def test_hadolint_reports_nothing_above_info():
+    hadolint = shutil.which("hadolint") or str(PROJECT_ROOT / ".venv" / "bin" / "hadolint")
+    result = subprocess.run([hadolint, "--format", "json", str(DOCKERFILE)], capture_output=True, text=True)
+    findings = json.loads(result.stdout or "[]")
+    assert [f for f in findings if f["level"] in ("error", "warning")] == []
+
+
+def test_every_build_argument_reaches_a_listed_variable():
+    stage = _final_stage()
+    arguments = {a.split("=")[0] for a in _instruction(stage, "ARG")}
+    assert SEED_ARGUMENTS <= arguments
+    environment = " ".join(_instruction(stage, "ENV"))
+    assignments = dict(re.findall(r"([A-Z_]+)=(\S+)", environment))
+    listed = {v.name for v in VARIABLES}
+    assert set(assignments) - {"PYTHONDONTWRITEBYTECODE"} <= listed
+    used = {argument for value in assignments.values() for argument in re.findall(r"\$\{(\w+)", value)}
+    assert arguments - {"kenlm_version"} <= used, "a build argument that reaches no variable would be ignored"
+    assert "kenlm_version" in " ".join(_instruction(stage, "RUN"))
+    assert assignments["DATA_DIR"] == "/mnt" and assignments["TRANSFER_CHECKPOINT_DIR"] == "/transfer-checkpoint"
+
+
+def test_seed_spelling_epoch_wins_over_epochs():
+    [epochs] = [v for k, v in re.findall(r"([A-Z_]+)=(\S+)", " ".join(_instruction(_final_stage(), "ENV")))
+                if k == "EPOCHS"]
+    assert epochs == "${epoch:-${epochs}}"
+
+
+def test_image_runs_make_train_as_the_trainer_user():
+    stage = _final_stage()
+    assert _instruction(stage, "CMD") == ['["make", "train"]']
+    assert _instruction(stage, "USER") == ["999:999"]
+    assert "--uid 999" in " ".join(_instruction(stage, "RUN"))
+    assert "scripts/build_kenlm.sh" in DOCKERFILE.read_text(), "KenLM is built with the recipe of make setup"
