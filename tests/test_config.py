@@ -69,11 +69,3 @@ def test_no_code_reads_the_environment_outside_config():
                  for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))
                  if path.name != "config.py" and readers.search(path.read_text(encoding="utf-8"))]
     assert offenders == []
-
-
-def test_every_variable_the_code_names_is_listed():
-    names = {v.name for v in VARIABLES}
-    source = "\n".join(p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "deepspeech_it").rglob("*.py"))
-    mentioned = set(re.findall(r"(?<![.\w])config\.([a-z_0-9]+)\b", source)) - {"layout", "alphabet", "alphabet_path",
-                                                                        "as_dict", "require_file", "py"}
-    assert {m.upper() for m in mentioned} <= names
