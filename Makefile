@@ -16,9 +16,9 @@ DEBIAN_PACKAGES := sox libsox-fmt-mp3 lame espeak-ng fortunes-it cmake build-ess
 	libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev \
 	zlib1g-dev libbz2-dev liblzma-dev
 
-STAGES := check-sources import-cv build-lm
+STAGES := check-sources import-cv build-lm train-model evaluate-lm export
 
-.PHONY: help setup check-sources import-cv build-lm train demo test bench clean
+.PHONY: help setup check-sources import-cv build-lm train-model evaluate-lm export transcribe train demo test bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -41,6 +41,19 @@ import-cv: $(SETUP_STAMP)  ## Stage 02: unpack the archive, normalise transcript
 
 build-lm: $(SETUP_STAMP)  ## Stage 03: Italian KenLM model and the DeepSpeech 0.9.3 scorer lm/kenlm.scorer
 	$(PY) scripts/03_build_lm.py
+
+train-model: $(SETUP_STAMP)  ## Stage 04: train the acoustic model (DeepSpeech 0.9.3 checkpoints in checkpoints/)
+	$(PY) scripts/04_train.py
+
+evaluate-lm: $(SETUP_STAMP)  ## Stage 05: choose lm_alpha/lm_beta on dev, decode test once, update the scorer
+	$(PY) scripts/05_evaluate_lm.py
+
+export: $(SETUP_STAMP)  ## Stage 06: TFLite + SavedModel export, client verification, release archives
+	$(PY) scripts/06_export.py
+
+transcribe: $(SETUP_STAMP)  ## Transcribe AUDIO="a.wav b.mp3" with the exported model and scorer
+	@test -n "$(AUDIO)" || { echo 'usage: make transcribe AUDIO="file.wav ..."' >&2; exit 2; }
+	$(PY) scripts/transcribe.py $(AUDIO)
 
 train: $(SETUP_STAMP)  ## Every stage in order; each is skipped when its inputs and parameters are unchanged
 	@for stage in $(STAGES); do $(MAKE) --no-print-directory $$stage; done

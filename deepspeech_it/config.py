@@ -328,6 +328,9 @@ def load_config(environ: Mapping[str, str] = os.environ) -> Config:
 
 
 def _check_together(config: Config) -> None:
+    if config.lm_evaluate_range and config.lm_optimize_trials:
+        raise ConfigError(f"LM_OPTIMIZE_TRIALS={config.lm_optimize_trials}: allowed: 0 when LM_EVALUATE_RANGE is "
+                          "set (choose a grid or an optuna search)")
     if len(config.lm_prune) > config.lm_order:
         raise ConfigError(f"LM_PRUNE={' '.join(map(str, config.lm_prune))!r}: allowed: at most LM_ORDER "
                           f"({config.lm_order}) thresholds")

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Training throughput of the DeepSpeech model at N_HIDDEN=2048 against this machine's dense-matmul roofline.
+
+One run measures, side by side:
+* the training step (forward, CTC, backward, Adam) on a realistic batch (BATCH_SIZE utterances of SECONDS each),
+  in float32 and with AMP (bfloat16 on CPUs, float16 on GPUs): seconds of audio trained per second;
+* the dense-matmul rate of the same device and dtype (a large square matmul): the roofline;
+* utilisation = (matmul FLOPs of one training step, counted from the layer sizes) / step time / roofline;
+* the feature pipeline alone (wav decode + MFCC), to show it keeps up;
+* peak memory (process RSS on CPUs, allocator peak on GPUs).
+
+Usage: benchmarks/bench_train.py [--batch 64] [--seconds 3] [--steps 3] [--n-hidden 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import sys
+import time
+import wave
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from deepspeech_it.features import N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, wav_bytes_to_mfcc  # noqa: E402
+from deepspeech_it.model import build_model, dense_flops_per_frame, keras_policy, on_gpu  # noqa: E402
+from deepspeech_it.training import ctc_per_utterance, make_optimizer  # noqa: E402
+
+N_CLASSES = 39          # Italian alphabet (38 labels) + blank
+LABELS_PER_SECOND = 15  # characters per second of read speech
+
+
+def matmul_rate(dtype: tf.DType, size: int = 4096, trials: int = 5) -> float:
+    """Best of several timed square matmuls: the device's attainable peak for this dtype."""
+    a = tf.cast(tf.random.normal([size, size], dtype=tf.float32), dtype)
+    run = tf.function(lambda x: tf.matmul(x, x))
+    run(a).numpy()
+    best = float("inf")
+    for _ in range(trials):
+        started = time.perf_counter()
+        run(a).numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size ** 3 / best
+
+
+def training_rate(batch: int, seconds: float, steps: int, n_hidden: int, amp: bool) -> dict:
+    frames = 1 + (int(seconds * SAMPLE_RATE) - WINDOW_SAMPLES) // STEP_SAMPLES
+    keras.utils.set_random_seed(1)
+    model = build_model(N_CLASSES, n_hidden=n_hidden, dropout=0.4, dtype_policy=keras_policy(amp, on_gpu()))
+    optimizer = make_optimizer(1e-4, float16=amp and on_gpu())
+    optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    mfcc = tf.constant(rng.normal(size=(batch, frames, N_INPUT)).astype(np.float32) * 10)
+    mfcc_len = tf.fill([batch], frames)
+    label_len = int(seconds * LABELS_PER_SECOND)
+    labels = tf.constant(rng.integers(0, N_CLASSES - 1, size=(batch, label_len)), tf.int32)
+    labels_len = tf.fill([batch], label_len)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(ctc_per_utterance(model(mfcc, training=True), mfcc_len, labels, labels_len))
+            scaled = optimizer.scale_loss(loss)
+        optimizer.apply(tape.gradient(scaled, model.trainable_variables), model.trainable_variables)
+        return loss
+
+    step().numpy()                                  # trace and warm up
+    started = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    loss.numpy()
+    per_step = (time.perf_counter() - started) / steps
+    # Backward costs two matmuls per forward matmul (gradients of inputs and of weights).
+    flops = 3 * dense_flops_per_frame(n_hidden, N_CLASSES) * frames * batch
+    return {"step_seconds": per_step, "audio_seconds_per_second": batch * seconds / per_step,
+            "model_flops_per_second": flops / per_step, "flops_per_step": flops, "frames": frames}
+
+
+def feature_rate(seconds: float, count: int = 64) -> float:
+    samples = (np.random.default_rng(0).normal(size=int(seconds * SAMPLE_RATE)) * 3000).astype(np.int16)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    wav = tf.constant(buffer.getvalue())
+    data = tf.data.Dataset.from_tensors(wav).repeat(count).map(wav_bytes_to_mfcc, num_parallel_calls=tf.data.AUTOTUNE)
+    for _ in data.take(4):
+        pass
+    started = time.perf_counter()
+    for _ in data:
+        pass
+    return count * seconds / (time.perf_counter() - started)
+
+
+def peak_memory_bytes() -> int:
+    if on_gpu():
+        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--n-hidden", type=int, default=2048)
+    args = parser.parse_args(argv)
+    device = "GPU" if on_gpu() else "CPU"
+    amp_dtype = tf.float16 if on_gpu() else tf.bfloat16
+    results = {"device": device, "batch": args.batch, "utterance_seconds": args.seconds, "n_hidden": args.n_hidden}
+    for label, amp, dtype in (("float32", False, tf.float32), ("amp", True, amp_dtype)):
+        # The roofline is taken around the training run, the better of the two, so a neighbour's load on a shared
+        # machine does not flatter the utilisation.
+        before = matmul_rate(dtype)
+        run = training_rate(args.batch, args.seconds, args.steps, args.n_hidden, amp)
+        roofline = max(before, matmul_rate(dtype))
+        results[label] = {**run, "matmul_dtype": dtype.name, "matmul_flops_per_second": roofline,
+                          "utilisation": run["model_flops_per_second"] / roofline}
+        print(f"{label:8s} {run['audio_seconds_per_second']:8.2f} s audio/s  step {run['step_seconds']:.2f} s  "
+              f"model {run['model_flops_per_second'] / 1e9:7.1f} GFLOP/s  {dtype.name} matmul "
+              f"{roofline / 1e9:7.1f} GFLOP/s  utilisation {100 * results[label]['utilisation']:.0f} %")
+    results["features_audio_seconds_per_second"] = feature_rate(args.seconds)
+    results["peak_memory_bytes"] = peak_memory_bytes()
+    print(f"features {results['features_audio_seconds_per_second']:8.1f} s audio/s (decode + MFCC)")
+    print(f"peak memory {results['peak_memory_bytes'] / 2**30:.2f} GiB ({'GPU' if on_gpu() else 'process RSS'})")
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

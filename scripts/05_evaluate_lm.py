@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Stage 05: chooses lm_alpha/lm_beta on the dev set with the scorer, decodes the test set once with the choice,
+and writes the chosen pair into the scorer's header."""
+
+from deepspeech_it.cli import run_stage
+from deepspeech_it.lm_eval_stage import evaluate_language_model
+
+if __name__ == "__main__":
+    run_stage(evaluate_language_model)

@@ -1,0 +1,126 @@
+"""A small model that really transcribes a few espeak-ng clips, made in seconds, for the client comparisons.
+
+Training with CTC takes minutes even on tiny data, so the output layer is fitted instead: layers 1-5 keep random
+weights, and layer_6 is solved by least squares so that each clip's frames give its transcript, spelled out
+evenly over the frames with blanks between. With more hidden units than frames the fit is exact, and the
+model's greedy output is the transcript: "greedy-clean" clips, on which every decoder must agree.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepspeech_it import export
+from deepspeech_it.alphabet import Alphabet
+from deepspeech_it.audio import load_training_samples
+from deepspeech_it.scorer import build_dictionary, write_scorer
+from deepspeech_it.tools import find_tool
+from deepspeech_it.transcribe import TFLiteModel
+
+TARGET_LOGIT = 12.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    text: str
+
+
+def speak(path: Path, text: str, rate: int = 16000, channels: int = 1, speed: int = 170) -> Path:
+    """espeak-ng Italian, converted by sox to RATE, CHANNELS and the format PATH's extension names."""
+    raw = path.with_name(path.stem + ".espeak.wav")
+    subprocess.run(["espeak-ng", "-v", "it", "-s", str(speed), "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", str(channels), str(path)], check=True)
+    raw.unlink()
+    return path
+
+
+def layer5_outputs(weights: dict, mfcc: np.ndarray) -> np.ndarray:
+    """DeepSpeech's network up to layer_5 in numpy: MFCC [T, 26] → [T, n_hidden] (an independent reference)."""
+    n_context = export.N_CONTEXT
+    padded = np.pad(mfcc, [(n_context, n_context), (0, 0)])
+    x = np.lib.stride_tricks.sliding_window_view(padded, 2 * n_context + 1, axis=0).transpose(0, 2, 1)
+    x = x.reshape(len(mfcc), -1)
+
+    def dense(x, name):
+        return np.minimum(np.maximum(x @ weights[f"{name}/weights"] + weights[f"{name}/bias"], 0), export.RELU_CLIP)
+
+    for name in ("layer_1", "layer_2", "layer_3"):
+        x = dense(x, name)
+    kernel, bias = weights[export.LSTM_KERNEL], weights[export.LSTM_BIAS]
+    n_cell = bias.size // 4
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))   # noqa: E731
+    c, h, outputs = np.zeros(n_cell), np.zeros(n_cell), []
+    for row in x:
+        i, j, f, o = np.split(np.concatenate([row, h]) @ kernel + bias, 4)
+        c = c * sigmoid(f) + sigmoid(i) * np.tanh(j)
+        h = np.tanh(c) * sigmoid(o)
+        outputs.append(h)
+    return dense(np.array(outputs), "layer_5")
+
+
+def even_alignment(text: str, n_frames: int, alphabet: Alphabet) -> np.ndarray:
+    """Per-frame class ids: the characters spread evenly, blanks everywhere else."""
+    labels = np.full(n_frames, alphabet.blank_index)
+    slot = n_frames / len(text)
+    for k, char in enumerate(text):
+        labels[int((k + 0.5) * slot)] = alphabet.encode(char)[0]
+    return labels
+
+
+def fitted_weights(clips: list[Clip], alphabet: Alphabet, n_hidden: int, model_for_features: Path,
+                   seed: int = 11) -> dict:
+    """Random layers 1-5 and a least-squares layer_6 that maps each clip's frames to its transcript."""
+    weights = export.random_weights(n_hidden, alphabet, seed=seed)
+    features = TFLiteModel(model_for_features)
+    rows, targets = [], []
+    for clip in clips:
+        mfcc = features.features(load_training_samples(clip.path))
+        rows.append(layer5_outputs(weights, mfcc))
+        targets.append(even_alignment(clip.text, len(mfcc), alphabet))
+    x = np.concatenate(rows)
+    x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    y = np.zeros((len(x), alphabet.size + 1))
+    y[np.arange(len(x)), np.concatenate(targets)] = TARGET_LOGIT
+    solution = np.linalg.lstsq(x, y, rcond=None)[0]
+    weights["layer_6/weights"] = solution[:-1].astype(np.float32)
+    weights["layer_6/bias"] = solution[-1].astype(np.float32)
+    return weights
+
+
+def feature_probe(folder: Path, alphabet: Alphabet) -> Path:
+    """A throw-away exported model: every exported model computes the same features."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / "features.tflite"
+    probe.write_bytes(export.convert_to_tflite(*export.build_inference_graph(
+        export.random_weights(8, alphabet), alphabet, 1), quantize=False))
+    return probe
+
+
+def write_tflite(path: Path, weights: dict, alphabet: Alphabet, beam_width: int, quantize: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(export.convert_to_tflite(*export.build_inference_graph(weights, alphabet, beam_width),
+                                              quantize=quantize))
+    return path
+
+
+def build_test_scorer(folder: Path, sentences: list[str], alphabet: Alphabet, alpha: float = 0.93,
+                      beta: float = 1.18) -> Path:
+    """kenlm.scorer from SENTENCES: lmplz (order 3), build_binary -v trie, and our dictionary writer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    arpa, binary = folder / "lm.arpa", folder / "lm.binary"
+    with open(corpus, "rb") as text, open(arpa, "wb") as out:
+        subprocess.run([str(find_tool("lmplz")), "-o", "3", "--discount_fallback", "-S", "10%", "-T", str(folder)],
+                       stdin=text, stdout=out, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run([str(find_tool("build_binary")), "-a", "255", "-q", "8", "-v", "trie", str(arpa), str(binary)],
+                   check=True, capture_output=True)
+    words = sorted({w for s in sentences for w in s.split()})
+    scorer = folder / "kenlm.scorer"
+    write_scorer(scorer, binary, build_dictionary(words, alphabet), alpha, beta)
+    return scorer

@@ -1,0 +1,286 @@
+"""The Keras model against DeepSpeech 0.9.3: names, shapes, and numbers through checkpoints both ways.
+
+The reference is an independent TF1-style graph (tf.compat.v1 variables under DeepSpeech's scopes, the identity-conv
+context windows, ``BlockLSTM`` consuming the ICFO kernel as DeepSpeech's LSTMBlockFusedCell did, TF1's AdamOptimizer
+and Saver) that writes and reads name-based checkpoints the way DeepSpeech's training did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deepspeech_it.alphabet import Alphabet
+from deepspeech_it.checkpoint import (BETA1, BETA2, EPSILON, CheckpointError, load_training_state,
+                                      load_weights_by_ds_name, read_bundle, save_checkpoint, training_tensors,
+                                      write_bundle)
+from deepspeech_it.model import build_model, count_parameters, ds_tensors, get_ds_weights, lstm_hoisted
+
+ROOT = Path(__file__).resolve().parents[1]
+N_HIDDEN, N_CLASSES, BATCH, FRAMES = 12, 7, 3, 11        # small geometry of the equivalence tests
+LSTM = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
+tf1 = tf.compat.v1
+
+
+# ------------------------------------------------------------------------------------------------ geometry
+
+def deepspeech_shapes(n_hidden: int, n_classes: int) -> dict[str, tuple[int, ...]]:
+    """The variables of DeepSpeech 0.9.3's create_model (util/config.py geometry, train.py dense + LSTM cell)."""
+    n_input, n_context = 26, 9
+    width = n_input + 2 * n_input * n_context
+    return {
+        "layer_1/weights": (width, n_hidden), "layer_1/bias": (n_hidden,),
+        "layer_2/weights": (n_hidden, n_hidden), "layer_2/bias": (n_hidden,),
+        "layer_3/weights": (n_hidden, n_hidden), "layer_3/bias": (n_hidden,),
+        f"{LSTM}/kernel": (2 * n_hidden, 4 * n_hidden), f"{LSTM}/bias": (4 * n_hidden,),
+        "layer_5/weights": (n_hidden, n_hidden), "layer_5/bias": (n_hidden,),
+        "layer_6/weights": (n_hidden, n_classes), "layer_6/bias": (n_classes,),
+    }
+
+
+@pytest.mark.parametrize("alphabet_file, labels", [("en.txt", 28), ("it.txt", 38)])
+def test_names_shapes_and_parameter_count_match_deepspeech_at_2048(alphabet_file, labels):
+    alphabet = Alphabet.from_file(ROOT / "alphabet" / alphabet_file)
+    assert alphabet.size == labels
+    model = build_model(alphabet.size + 1, n_hidden=2048)
+    expected = deepspeech_shapes(2048, labels + 1)
+    ours = {t.name: t.shape for t in ds_tensors(model)}
+    assert ours == expected
+    assert count_parameters(model) == sum(int(np.prod(s)) for s in expected.values())
+    if labels == 28:
+        # The English 0.9.3 release's size, 47.2 M parameters.
+        assert count_parameters(model) == 47_224_861
+
+
+def test_cpu_lstm_path_equals_the_keras_lstm_layer():
+    """Without a GPU the model runs the LSTM's arithmetic with the input projection hoisted out of the time loop;
+    with one it calls the Keras layer (cuDNN). Both must give the layer's numbers, forward and backward."""
+    model = build_model(N_CLASSES, n_hidden=N_HIDDEN, seed=4)
+    rng = np.random.default_rng(2)
+    for variable in model.lstm.weights:
+        variable.assign(rng.normal(size=variable.shape).astype(np.float32) * 0.4)
+    x = tf.constant(rng.normal(size=(BATCH, FRAMES, N_HIDDEN)).astype(np.float32))
+    results = []
+    for run in (lambda: model.lstm(x), lambda: lstm_hoisted(model.lstm, x)):
+        with tf.GradientTape() as tape:
+            out = run()
+            loss = tf.reduce_sum(out * tf.range(1.0, N_HIDDEN + 1.0))
+        results.append([out] + tape.gradient(loss, model.lstm.trainable_variables))
+    for keras_value, hoisted_value in zip(*results):
+        np.testing.assert_allclose(hoisted_value.numpy(), keras_value.numpy(), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ reference
+
+class ReferenceGraph:
+    """DeepSpeech's training graph for one fixed batch, written the TF1 way."""
+
+    def __init__(self, n_hidden: int, n_classes: int, batch: int, frames: int, seed: int, learning_rate: float):
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf1.set_random_seed(seed)
+            self.features = tf1.placeholder(tf.float32, [batch, frames, 26])
+            eye = np.eye(19 * 26, dtype=np.float32).reshape(19, 26, 19 * 26)
+            windows = tf.nn.conv1d(self.features, eye, stride=1, padding="SAME")        # DeepSpeech train.py 58-75
+            x = tf.reshape(tf.transpose(windows, [1, 0, 2]), [-1, 19 * 26])
+            init = tf1.random_normal_initializer(stddev=0.3, seed=seed)
+            x = self._dense("layer_1", x, n_hidden, init)
+            x = self._dense("layer_2", x, n_hidden, init)
+            x = self._dense("layer_3", x, n_hidden, init)
+            x = tf.reshape(x, [frames, batch, n_hidden])
+            with tf1.variable_scope(LSTM):
+                kernel = tf1.get_variable("kernel", [2 * n_hidden, 4 * n_hidden], initializer=init)
+                bias = tf1.get_variable("bias", [4 * n_hidden], initializer=init)
+            zeros = tf.zeros([batch, n_hidden])
+            no_peephole = tf.zeros([n_hidden])
+            outputs = tf.raw_ops.BlockLSTM(seq_len_max=tf.constant(frames, tf.int64), x=x, cs_prev=zeros,
+                                           h_prev=zeros, w=kernel, wci=no_peephole, wcf=no_peephole,
+                                           wco=no_peephole, b=bias, forget_bias=0.0, cell_clip=-1.0,
+                                           use_peephole=False)
+            x = tf.reshape(outputs[-1], [-1, n_hidden])
+            x = self._dense("layer_5", x, n_hidden, init)
+            logits = self._dense("layer_6", x, n_classes, init, relu=False)
+            self.logits = tf.transpose(tf.reshape(logits, [frames, batch, n_classes]), [1, 0, 2])
+            self.loss = tf.reduce_mean(tf.square(self.logits))
+            self.global_step = tf1.train.get_or_create_global_step()
+            self.learning_rate = tf1.get_variable("learning_rate", initializer=np.float32(learning_rate),
+                                                  trainable=False)
+            adam = tf1.train.AdamOptimizer(self.learning_rate, beta1=BETA1, beta2=BETA2, epsilon=EPSILON)
+            self.train_op = adam.minimize(self.loss, global_step=self.global_step)
+            self.saver = tf1.train.Saver()
+            self.session = tf1.Session(graph=self.graph)
+            self.session.run(tf1.global_variables_initializer())
+
+    @staticmethod
+    def _dense(name, x, units, init, relu=True):
+        with tf1.variable_scope(name):
+            bias = tf1.get_variable("bias", [units], initializer=init)
+            weights = tf1.get_variable("weights", [x.shape[-1], units], initializer=init)
+        out = tf.nn.bias_add(tf.matmul(x, weights), bias)
+        return tf.minimum(tf.nn.relu(out), 20.0) if relu else out
+
+    def run_logits(self, features):
+        return self.session.run(self.logits, {self.features: features})
+
+    def train_step(self, features):
+        self.session.run(self.train_op, {self.features: features})
+
+    def save(self, prefix: Path) -> Path:
+        with self.graph.as_default():
+            return Path(self.saver.save(self.session, str(prefix), global_step=self.global_step))
+
+    def restore(self, prefix: Path) -> None:
+        with self.graph.as_default():
+            self.saver.restore(self.session, str(prefix))
+
+    def variables(self) -> dict[str, np.ndarray]:
+        with self.graph.as_default():
+            return {v.op.name: self.session.run(v) for v in tf1.global_variables()}
+
+
+def our_model(seed=7, learning_rate=1e-3):
+    model = build_model(N_CLASSES, n_hidden=N_HIDDEN, dropout=0.0, seed=seed)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=BETA1, beta_2=BETA2, epsilon=EPSILON)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def our_train_step(model, optimizer, features):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(features, training=True)))
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+
+
+@pytest.fixture(scope="module")
+def features():
+    return np.random.default_rng(3).normal(size=(BATCH, FRAMES, 26)).astype(np.float32) * 4
+
+
+@pytest.fixture(scope="module")
+def reference_checkpoint(tmp_path_factory, features):
+    """A DeepSpeech-style checkpoint after two Adam steps, and the reference logits it gives."""
+    reference = ReferenceGraph(N_HIDDEN, N_CLASSES, BATCH, FRAMES, seed=11, learning_rate=3e-3)
+    reference.train_step(features)
+    reference.train_step(features)
+    prefix = reference.save(tmp_path_factory.mktemp("reference") / "train")
+    return prefix, reference.run_logits(features), reference.variables()
+
+
+def test_reference_checkpoint_has_deepspeech_variables(reference_checkpoint):
+    _, _, variables = reference_checkpoint
+    expected = set(deepspeech_shapes(N_HIDDEN, N_CLASSES))
+    expected |= {f"{n}/{s}" for n in list(expected) for s in ("Adam", "Adam_1")}
+    expected |= {"global_step", "learning_rate", "beta1_power", "beta2_power"}
+    assert set(variables) == expected
+
+
+def test_reference_checkpoint_loads_into_our_model_with_same_logits_and_state(reference_checkpoint, features):
+    prefix, reference_logits, variables = reference_checkpoint
+    model, optimizer = our_model()
+    report = load_training_state(model, optimizer, prefix)
+    assert report.initialised == () and report.global_step == 2
+    np.testing.assert_allclose(model(features).numpy(), reference_logits, rtol=1e-5, atol=1e-5)
+    ours = training_tensors(model, optimizer, report.global_step)
+    assert set(ours) == set(variables)
+    for name, value in variables.items():
+        np.testing.assert_allclose(ours[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
+    assert float(optimizer.learning_rate.numpy()) == pytest.approx(3e-3)
+
+
+def test_one_more_adam_step_agrees_with_tf1_adam(tmp_path, reference_checkpoint, features):
+    prefix, _, _ = reference_checkpoint
+    reference = ReferenceGraph(N_HIDDEN, N_CLASSES, BATCH, FRAMES, seed=99, learning_rate=1.0)
+    reference.restore(prefix)
+    reference.train_step(features)
+    model, optimizer = our_model()
+    load_training_state(model, optimizer, prefix)
+    our_train_step(model, optimizer, features)
+    ours = training_tensors(model, optimizer, 3)
+    for name, value in reference.variables().items():
+        np.testing.assert_allclose(ours[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_our_checkpoint_loads_back_into_the_reference(tmp_path, features):
+    model, optimizer = our_model(seed=5)
+    our_train_step(model, optimizer, features)
+    saved = save_checkpoint(tmp_path, "train", training_tensors(model, optimizer, 1), {}, max_to_keep=5)
+    assert saved.name == "train-1" and (tmp_path / "checkpoint").exists()
+    reference = ReferenceGraph(N_HIDDEN, N_CLASSES, BATCH, FRAMES, seed=1, learning_rate=0.5)
+    reference.restore(saved)
+    np.testing.assert_allclose(reference.run_logits(features), model(features).numpy(), rtol=1e-5, atol=1e-5)
+    variables = reference.variables()
+    assert variables["global_step"] == 1
+    assert variables["beta1_power"] == pytest.approx(BETA1 ** 2)
+    assert variables["learning_rate"] == pytest.approx(1e-3)
+
+
+def cudnn_style(prefix: Path, target: Path) -> Path:
+    """The reference checkpoint as a CudnnLSTM run saves it: canonical LSTM weights without their Adam moments,
+    which live in the opaque buffer's slots instead."""
+    tensors = read_bundle(prefix)
+    flat = np.concatenate([tensors[f"{LSTM}/kernel"].ravel(), tensors[f"{LSTM}/bias"].ravel()])
+    for suffix in ("Adam", "Adam_1"):
+        for part in ("kernel", "bias"):
+            del tensors[f"{LSTM}/{part}/{suffix}"]
+        tensors[f"cudnn_lstm/opaque_kernel/{suffix}"] = np.ones_like(flat)
+    tensors["cudnn_lstm/opaque_kernel"] = flat
+    write_bundle(target, tensors)
+    return target
+
+
+def test_cudnn_checkpoint_without_lstm_adam_slots_loads(tmp_path, reference_checkpoint, features):
+    prefix, reference_logits, variables = reference_checkpoint
+    cudnn = cudnn_style(prefix, tmp_path / "best_dev-2")
+    model, optimizer = our_model()
+    report = load_training_state(model, optimizer, cudnn)
+    assert set(report.initialised) == {f"{LSTM}/{p}/{s}" for p in ("kernel", "bias") for s in ("Adam", "Adam_1")}
+    np.testing.assert_allclose(model(features).numpy(), reference_logits, rtol=1e-5, atol=1e-5)
+    ours = training_tensors(model, optimizer, 2)
+    assert not ours[f"{LSTM}/kernel/Adam"].any()
+    np.testing.assert_array_equal(ours["layer_2/weights/Adam"], variables["layer_2/weights/Adam"])
+    weights = load_weights_by_ds_name(cudnn)
+    assert set(weights) == set(deepspeech_shapes(N_HIDDEN, N_CLASSES))
+
+
+def test_checkpoint_missing_a_weight_is_refused(tmp_path, reference_checkpoint):
+    tensors = read_bundle(reference_checkpoint[0])
+    del tensors["layer_3/weights"]
+    write_bundle(tmp_path / "broken", tensors)
+    model, optimizer = our_model()
+    with pytest.raises(CheckpointError, match="layer_3/weights"):
+        load_training_state(model, optimizer, tmp_path / "broken")
+
+
+# What DeepSpeech re-initialises for --drop_source_layers N (checkpoints.py 49-66), spelled out per layer.
+DROPPED = {
+    0: set(),
+    1: {"layer_6"},
+    2: {"layer_6", "layer_5"},
+    3: {"layer_6", "layer_5", LSTM},
+    4: {"layer_6", "layer_5", LSTM, "layer_3"},
+    5: {"layer_6", "layer_5", LSTM, "layer_3", "layer_2"},
+}
+
+
+@pytest.mark.parametrize("drop", sorted(DROPPED))
+def test_drop_source_layers_reinitialises_what_deepspeech_does(reference_checkpoint, drop):
+    prefix, _, source = reference_checkpoint
+    model, optimizer = our_model(seed=123)
+    fresh = get_ds_weights(model)
+    report = load_training_state(model, optimizer, prefix, drop_source_layers=drop, learning_rate=2.5e-4)
+    after = training_tensors(model, optimizer, report.global_step)
+    for name, value in fresh.items():
+        layer = name.rsplit("/", 1)[0]
+        if layer in DROPPED[drop]:
+            np.testing.assert_array_equal(after[name], value, err_msg=name)
+            assert not after[f"{name}/Adam"].any() and not after[f"{name}/Adam_1"].any()
+        else:
+            np.testing.assert_array_equal(after[name], source[name], err_msg=name)
+            np.testing.assert_array_equal(after[f"{name}/Adam"], source[f"{name}/Adam"], err_msg=name)
+    assert report.global_step == 2                                   # DeepSpeech keeps the source's step
+    assert float(optimizer.learning_rate.numpy()) == pytest.approx(2.5e-4)   # ours, not the source's
+    assert ("beta2_power" in report.initialised) == (drop == 5)      # '2' also matches beta2_power

@@ -1,0 +1,107 @@
+"""Proof that DeepSpeech 0.9.3 and Coqui STT 1.4 run our models: the real libraries, through ctypes.
+
+The wheels ``deepspeech-tflite==0.9.3`` and ``stt==1.4.0`` are downloaded once into ``.cache/native-clients``.
+Each client runs in a child process (``deepspeech_it.native_clients.run_client``).
+"""
+
+from __future__ import annotations
+
+import jiwer
+import pytest
+
+from deepspeech_it import native_clients
+from deepspeech_it.alphabet import Alphabet
+from deepspeech_it.config import PROJECT_ROOT
+from deepspeech_it.transcribe import Transcriber
+
+from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
+
+ALPHABET = Alphabet.from_file(PROJECT_ROOT / "alphabet" / "it.txt")
+BEAM_WIDTH = 256
+N_HIDDEN = 384
+TEXTS = ["il gatto dorme", "oggi piove", "domani andremo al mare", "mia sorella lavora"]
+LM_SENTENCES = TEXTS + ["il cane dorme sul divano", "oggi piove molto", "la sorella di mia madre lavora al mare"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return [Clip(speak(folder / f"clip{i}.wav", text), text) for i, text in enumerate(TEXTS)]
+
+
+@pytest.fixture(scope="module")
+def weights(clips, tmp_path_factory):
+    return fitted_weights(clips, ALPHABET, N_HIDDEN, feature_probe(tmp_path_factory.mktemp("probe"), ALPHABET))
+
+
+@pytest.fixture(scope="module")
+def models(weights, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    return {kind: write_tflite(folder / kind / "output_graph.tflite", weights, ALPHABET, BEAM_WIDTH, kind == "quantized")
+            for kind in ("float", "quantized")}
+
+
+@pytest.fixture(scope="module")
+def scorer(tmp_path_factory):
+    return build_test_scorer(tmp_path_factory.mktemp("lm"), LM_SENTENCES, ALPHABET)
+
+
+@pytest.mark.parametrize("release", native_clients.RELEASES, ids=lambda r: r.name)
+@pytest.mark.parametrize("kind", ["float", "quantized"])
+def test_client_loads_our_model(models, release, kind):
+    run = native_clients.run_client(release, models[kind])
+    assert run.version == release.version
+    assert run.sample_rate == 16000
+    assert run.beam_width == BEAM_WIDTH
+
+
+def test_clients_accept_our_scorer_without_the_mapping_warning(models, scorer):
+    evidence = native_clients.verify_model(models["float"], scorer, expected_beam_width=BEAM_WIDTH)
+    assert set(evidence) == {"deepspeech-tflite 0.9.3", "stt 1.4.0"}
+    assert all("scorer accepted" in line for line in evidence.values())
+
+
+def _agreement(model, clips, scorer_path, client_beam_width=None):
+    ours = Transcriber(model, scorer_path, num_threads=1)
+    mine = [ours.transcribe_file(c.path).text for c in clips]
+    files = [c.path for c in clips]
+    theirs = {r.name: [x["text"] for x in native_clients.run_client(r, model, files, scorer_path=scorer_path,
+                                                                   beam_width=client_beam_width).results]
+              for r in native_clients.RELEASES}
+    return mine, theirs
+
+
+@pytest.mark.parametrize("with_scorer", [False, True], ids=["greedy-vs-beam", "scorer"])
+def test_clients_and_transcribe_agree(models, clips, scorer, with_scorer):
+    mine, theirs = _agreement(models["float"], clips, scorer if with_scorer else None)
+    references = [c.text for c in clips]
+    clean = [i for i, (text, ref) in enumerate(zip(mine, references)) if text == ref]
+    assert len(clean) >= len(clips) - 1          # the fitted model transcribes its clips
+    for name, texts in theirs.items():
+        wer = jiwer.wer(mine, texts)
+        print(f"{name} vs transcribe ({'scorer' if with_scorer else 'no scorer'}): WER {wer:.4f}")
+        assert [texts[i] for i in clean] == [mine[i] for i in clean], name
+        assert wer <= 0.02, name
+
+
+def test_quantized_model_runs_as_in_the_clients(models, clips):
+    """Beam width 1 in the clients, so that any difference comes from the arithmetic, not the search.
+
+    Our runtime's builtin hybrid kernels are those of Coqui STT's TensorFlow Lite (2.9): same characters. The r2.3
+    kernels inside libdeepspeech.so round 8-bit products a little differently; where that flips a character,
+    it flips it against STT just the same.
+    """
+    mine, theirs = _agreement(models["quantized"], clips, None, client_beam_width=1)
+    to_deepspeech = jiwer.cer(mine, theirs["deepspeech"])
+    print(f"quantised, greedy vs beam 1: CER to stt {jiwer.cer(mine, theirs['stt']):.4f}, "
+          f"to deepspeech {to_deepspeech:.4f}, stt to deepspeech {jiwer.cer(theirs['stt'], theirs['deepspeech']):.4f}")
+    assert mine == theirs["stt"]
+    assert to_deepspeech <= 0.05
+
+
+def test_a_refused_model_is_reported_with_the_clients_message(tmp_path):
+    not_a_model = tmp_path / "output_graph.tflite"
+    not_a_model.write_bytes(b"\0" * 64)
+    for release in native_clients.RELEASES:
+        with pytest.raises(native_clients.NativeClientError, match="CreateModel returned"):
+            native_clients.run_client(release, not_a_model)
