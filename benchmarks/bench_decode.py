@@ -11,7 +11,6 @@ realistic dictionary size. Goal: a real-time factor per core below 0.25 at beam 
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -161,7 +160,6 @@ def run(data_dir: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    result = run(sys.argv[1] if len(sys.argv) > 1 else None)
-    for label, value in result["rows"]:
-        print(f"{label}: {value}")
-    print(f"goal {result['goal']}: {'met' if result['met'] else 'NOT met'}")
+    from run_all import print_result
+
+    print_result(run())

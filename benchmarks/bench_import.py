@@ -7,7 +7,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,7 +75,6 @@ def run(clips: int = CLIPS) -> dict:
 
 
 if __name__ == "__main__":
-    result = run(int(sys.argv[1]) if len(sys.argv) > 1 else CLIPS)
-    for label, value in result["rows"]:
-        print(f"{label}: {value}")
-    print(f"goal {result['goal']}: {'met' if result['met'] else 'NOT met'}")
+    from run_all import print_result
+
+    print_result(run())

@@ -104,8 +104,7 @@ def run(lines: int = LINES) -> dict:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--prepare":
         prepare_in_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
-        sys.exit(0)
-    result = run(int(sys.argv[1]) if len(sys.argv) > 1 else LINES)
-    for label, value in result["rows"]:
-        print(f"{label}: {value}")
-    print(f"goal {result['goal']}: {'met' if result['met'] else 'NOT met'}")
+    else:
+        from run_all import print_result
+
+        print_result(run())

@@ -18,23 +18,23 @@ import argparse
 import io
 import json
 import resource
-import sys
 import time
 import wave
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from deepspeech_it.features import N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, wav_bytes_to_mfcc  # noqa: E402
-from deepspeech_it.model import build_model, dense_flops_per_frame, keras_policy, on_gpu  # noqa: E402
-from deepspeech_it.training import ctc_per_utterance, make_optimizer  # noqa: E402
+from deepspeech_it.features import N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, wav_bytes_to_mfcc
+from deepspeech_it.model import build_model, dense_flops_per_frame, keras_policy, on_gpu
+from deepspeech_it.training import ctc_per_utterance, make_optimizer
 
 N_CLASSES = 39          # Italian alphabet (38 labels) + blank
 LABELS_PER_SECOND = 15  # characters per second of read speech
+
+
+GOAL_UTILISATION = 0.5
 
 
 def matmul_rate(dtype: tf.DType, size: int = 4096, trials: int = 5) -> float:
@@ -133,6 +133,28 @@ def main(argv=None) -> dict:
     print(f"features {results['features_audio_seconds_per_second']:8.1f} s audio/s (decode + MFCC)")
     print(f"peak memory {results['peak_memory_bytes'] / 2**30:.2f} GiB ({'GPU' if on_gpu() else 'process RSS'})")
     return results
+
+
+def run() -> dict:
+    results = main([])
+    rows = [("device, batch, clip length, N_HIDDEN",
+             f"{results['device']}, {results['batch']}, {results['utterance_seconds']:g} s, {results['n_hidden']}")]
+    for label in ("float32", "amp"):
+        figures = results[label]
+        rows += [
+            (f"{label}: training", f"{figures['audio_seconds_per_second']:.1f} s of audio/s, step "
+                                   f"{figures['step_seconds']:.2f} s, model {figures['model_flops_per_second'] / 1e9:.0f} GFLOP/s"),
+            (f"{label}: {figures['matmul_dtype']} matmul roofline", f"{figures['matmul_flops_per_second'] / 1e9:.0f} GFLOP/s"),
+            (f"{label}: utilisation of the roofline", f"{100 * figures['utilisation']:.0f} %"),
+        ]
+    rows += [("features (decode + MFCC)", f"{results['features_audio_seconds_per_second']:.0f} s of audio/s"),
+             ("peak memory", f"{results['peak_memory_bytes'] / 2**30:.2f} GiB")]
+    return {
+        "name": "Training (stage 04): throughput against the dense-matmul roofline",
+        "rows": rows,
+        "goal": "utilisation >= 50 % of the matmul roofline, in float32 and with AMP",
+        "met": min(results[label]["utilisation"] for label in ("float32", "amp")) >= GOAL_UTILISATION,
+    }
 
 
 if __name__ == "__main__":

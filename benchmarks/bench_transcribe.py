@@ -23,6 +23,7 @@ import jiwer
 from deepspeech_it import native_clients
 from deepspeech_it.alphabet import Alphabet
 from deepspeech_it.audio import SAMPLE_RATE, load_training_samples
+from deepspeech_it.config import load_config
 from deepspeech_it.transcribe import CLIENT_THREADS, Transcriber
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +68,9 @@ def standalone_release(folder: Path):
 
 
 def run(data_dir: str | None = None) -> dict:
+    data_dir = data_dir or str(load_config().data_dir)
     with tempfile.TemporaryDirectory() as temp:
-        found = demo_release(Path(data_dir) if data_dir else None)
+        found = demo_release(Path(data_dir))
         source = f"demo release in {data_dir}" if found else "standalone: n_hidden 2048 model fitted to espeak clips"
         model, scorer, rows = found or standalone_release(Path(temp))
         files = [str(path) for path, _ in rows]
@@ -115,7 +117,6 @@ def run(data_dir: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    result = run(sys.argv[1] if len(sys.argv) > 1 else None)
-    for label, value in result["rows"]:
-        print(f"{label}: {value}")
-    print(f"goal {result['goal']}: {'met' if result['met'] else 'NOT met'}")
+    from run_all import print_result
+
+    print_result(run())

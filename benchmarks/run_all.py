@@ -30,6 +30,13 @@ def load(path: Path):
     return module
 
 
+def print_result(result: dict) -> None:
+    """A benchmark's figures on the terminal, for running one benchmark file by itself."""
+    for label, value in result["rows"]:
+        print(f"{label}: {value}")
+    print(f"goal {result['goal']}: {'met' if result['met'] else 'NOT met'}")
+
+
 def section(result: dict, seconds: float) -> str:
     lines = [f"## {result['name']}", "", "| figure | value |", "|---|---|"]
     lines += [f"| {label} | {value} |" for label, value in result["rows"]]

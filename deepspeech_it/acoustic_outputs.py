@@ -56,7 +56,7 @@ def checkpoint_files(prefix: Path) -> list[Path]:
 
 def checkpoint_predictor(checkpoint_dir: str | Path, alphabet: Alphabet) -> tuple[Predictor, Path]:
     """A predictor running the best checkpoint of CHECKPOINT_DIR (else the last) on CPU or GPU, and its prefix."""
-    import tensorflow as tf
+    from .tf_runtime import tf
 
     from .checkpoint import load_weights_by_ds_name, resolve_checkpoint
     from .features import wav_bytes_to_mfcc, N_INPUT

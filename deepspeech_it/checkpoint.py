@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from .tf_runtime import tf
 
 from deepspeech_it.atomic import write_json_atomic, write_text_atomic
 from deepspeech_it.model import LSTM_SCOPE, DeepSpeech, ds_tensors

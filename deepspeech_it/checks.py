@@ -139,7 +139,7 @@ def check_tools() -> list[Finding]:
 
 
 def check_gpus() -> list[Finding]:
-    import tensorflow as tf
+    from .tf_runtime import tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
@@ -174,7 +174,7 @@ def _check_checkpoint_files(descriptor: Path, prefix: Path) -> Finding:
         missing = ", ".join(p.name for p in unreadable) or f"{prefix.name}.data-*"
         return Finding(False, f"{descriptor.name} points at {prefix.name} but {missing} is missing or unreadable")
     try:
-        import tensorflow as tf
+        from .tf_runtime import tf
 
         variables = tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
     except Exception as problem:  # noqa: BLE001 - any reader failure means the same thing to the user

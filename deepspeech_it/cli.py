@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Callable
 
@@ -20,9 +19,6 @@ class StageError(Exception):
 def run_stage(main: Callable[[Config], int | None]) -> None:
     """Loads the configuration, runs MAIN with it and exits: 0 done, 1 failed (StageError), 2 bad configuration."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) would bury the stage's own lines; a value
-    # the user set is kept.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         config = load_config()
         code = main(config) or 0

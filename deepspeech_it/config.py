@@ -193,7 +193,7 @@ class Config:
     dev_files: tuple = var("", _existing_files(",", globs=False), "Extra dev CSVs, comma-separated")
     test_files: tuple = var("", _existing_files(",", globs=False), "Extra test CSVs, comma-separated")
     feature_cache: bool = var("0", _flag, "1 caches computed features under DATA_DIR/tmp")
-    fast_train: bool = var("0", _flag, "1 shrinks data and model for a quick trial run")
+    fast_train: bool = var("0", _flag, "1: a quick trial, one epoch on one batch of the shortest clips of each split")
     transfer_learning: bool = var("0", _flag, "1 starts from the checkpoint in TRANSFER_CHECKPOINT_DIR")
     transfer_checkpoint_dir: Path = var("/transfer-checkpoint", _path,
                                         "DeepSpeech 0.9.x or Coqui STT 1.x checkpoint folder for transfer learning")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from .tf_runtime import tf
 
 from deepspeech_it.alphabet import Alphabet
 from deepspeech_it.features import N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, wav_bytes_to_mfcc

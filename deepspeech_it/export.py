@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-import tensorflow as tf
+from .tf_runtime import native_stderr_silenced, tf
 
 from .alphabet import Alphabet
 from .features import (N_CONTEXT, N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, WINDOWED_INPUT,
@@ -228,7 +228,9 @@ class AcousticModel(tf.Module):
 
 def save_saved_model(weights: Mapping[str, np.ndarray], alphabet: Alphabet, path) -> None:
     module = AcousticModel(weights, alphabet)
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__.get_concrete_function()})
+    signature = module.__call__.get_concrete_function()
+    with native_stderr_silenced():
+        tf.saved_model.save(module, str(path), signatures={"serving_default": signature})
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -251,7 +253,8 @@ def convert_to_tflite(graph, inputs, outputs, quantize: bool) -> bytes:
             converter.experimental_new_dynamic_range_quantizer = False
             converter._experimental_disable_per_channel = True
             converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-        model = converter.convert()
+        with native_stderr_silenced():  # the converter's notices, e.g. that AudioSpectrogram/Mfcc are custom
+            model = converter.convert()
     return add_producers_for_constant_outputs(model)
 
 

@@ -28,10 +28,10 @@ def export_release(config: Config) -> int:
     try:
         prefix = checkpoint.resolve_checkpoint(layout.checkpoints)
     except checkpoint.CheckpointError as problem:
-        raise StageError(f"{problem}; run `make train` first") from None
+        raise StageError(f"{problem}; run `make train-model` first") from None
     scorer = layout.lm / "kenlm.scorer"
     if not scorer.is_file():
-        raise StageError(f"{scorer} does not exist; run `make lm` (and `make evaluate-lm`) first")
+        raise StageError(f"{scorer} does not exist; run `make build-lm` (and `make evaluate-lm`) first")
     checkpoint_files = sorted(prefix.parent.glob(prefix.name + ".*"))
     companions = [p for p in (layout.checkpoints / n for n in ("flags.json", "flags.txt", "alphabet.txt")) if p.exists()]
     reports = [p for p in (layout.reports / "test_scorer.json", layout.lm / "best_alpha_beta.json") if p.exists()]

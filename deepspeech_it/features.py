@@ -7,7 +7,7 @@ frame with 9 frames of context on either side (zeros beyond the ends), 19 * 26 =
 
 from __future__ import annotations
 
-import tensorflow as tf
+from .tf_runtime import tf
 
 SAMPLE_RATE = 16000
 N_INPUT = 26                  # MFCC coefficients per frame

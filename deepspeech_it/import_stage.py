@@ -44,6 +44,8 @@ def import_common_voice(config: Config) -> int:
     record.mark_done(fp, outputs=outputs + [layout.cv_dir / "import_report.json"], summary=summary["splits"])
     if not reports["train"].kept:
         raise StageError("no training clip survived the import; see the table above for the reasons")
+    print(f"stage 02: {', '.join(f'{r.kept} {split}' for split, r in reports.items())} clips in {layout.cv_dir} "
+          f"({summary['seconds']:.0f} s)")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from .tf_runtime import tf
 
 from deepspeech_it.features import N_INPUT, WINDOWED_INPUT, context_windows
 

@@ -20,7 +20,7 @@ import jiwer
 import keras
 import numpy as np
 import progressbar
-import tensorflow as tf
+from .tf_runtime import tf
 from tensorflow.core.framework import summary_pb2
 
 from deepspeech_it.alphabet import Alphabet

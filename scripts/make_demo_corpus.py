@@ -27,7 +27,7 @@ VOICES = {
 }
 SPEEDS = (140, 165, 190)
 PER_SPLIT = {"train": 1800, "dev": 100, "test": 100}
-TRAIN_SENTENCES = 900
+TRAIN_SENTENCES = 1800
 SEED = 2024
 
 
