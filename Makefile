@@ -12,8 +12,8 @@ SETUP_STAMP := $(VENV)/.setup-done
 KENLM_PREFIX := tools/kenlm
 DEMO_DIR ?= $(CURDIR)/work-demo
 # Sized for a 2-core CPU: a small network, a short training, a small alpha/beta grid.
-DEMO_SETTINGS ?= N_HIDDEN=512 BATCH_SIZE=32 EPOCHS=30 LEARNING_RATE=0.0005 DROPOUT=0.1 AMP=1 EARLY_STOP=1 \
-	ES_EPOCHS=6 LM_EVALUATE_RANGE="0.5:1.5:3,0.5:2.5:3"
+DEMO_SETTINGS ?= N_HIDDEN=512 BATCH_SIZE=32 EPOCHS=30 LEARNING_RATE=0.0005 DROPOUT=0.25 AMP=1 EARLY_STOP=1 \
+	ES_EPOCHS=5 LM_EVALUATE_RANGE="0.5:1.5:3,0.5:2.5:3"
 
 DEBIAN_PACKAGES := sox libsox-fmt-mp3 lame espeak-ng fortunes-it cmake build-essential \
 	libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev \

@@ -26,6 +26,8 @@ def machine_description() -> str:
 def load(path: Path):
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    # Registered under its name so that worker processes can find its functions (pickling is by name).
+    sys.modules[path.stem] = module
     spec.loader.exec_module(module)
     return module
 

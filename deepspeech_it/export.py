@@ -245,7 +245,8 @@ def convert_to_tflite(graph, inputs, outputs, quantize: bool) -> bytes:
     runtime of libdeepspeech.so knows. The new quantiser writes per-channel scales (version 12) or asymmetric
     input quantisation (version 9), which the old runtimes reject or would misread.
     """
-    with tf.compat.v1.Session(graph=graph) as session:
+    # The converter's notices (graph optimiser sessions, AudioSpectrogram/Mfcc being custom ops) are expected.
+    with native_stderr_silenced(), tf.compat.v1.Session(graph=graph) as session:
         converter = tf.compat.v1.lite.TFLiteConverter.from_session(session, inputs, outputs)
         converter.allow_custom_ops = True          # AudioSpectrogram and Mfcc: custom ops with builtin kernels
         if quantize:
@@ -253,8 +254,7 @@ def convert_to_tflite(graph, inputs, outputs, quantize: bool) -> bytes:
             converter.experimental_new_dynamic_range_quantizer = False
             converter._experimental_disable_per_channel = True
             converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-        with native_stderr_silenced():  # the converter's notices, e.g. that AudioSpectrogram/Mfcc are custom
-            model = converter.convert()
+        model = converter.convert()
     return add_producers_for_constant_outputs(model)
 
 

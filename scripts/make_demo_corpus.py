@@ -26,8 +26,8 @@ VOICES = {
     "test": ["it+Gene", "it+Jacky"],
 }
 SPEEDS = (140, 165, 190)
-PER_SPLIT = {"train": 1800, "dev": 100, "test": 100}
-TRAIN_SENTENCES = 1800
+PER_SPLIT = {"train": 3600, "dev": 100, "test": 100}
+TRAIN_SENTENCES = 3600
 SEED = 2024
 
 
