@@ -51,8 +51,8 @@ def main(selected: list[str]) -> int:
     if selected:
         benches = [b for b in benches if any(name in b.stem for name in selected)]
     parts = ["# Benchmark results", "", f"Machine: {machine_description()}", "",
-             f"Measured {time.strftime('%Y-%m-%d')} with `make bench`; ratios compare two runs made side by side in "
-             "the same process on the same data.", ""]
+             f"Measured {time.strftime('%Y-%m-%d')} with `make bench`; ratios compare two implementations run side by "
+             "side in the same run on the same data.", ""]
     failures = 0
     for path in benches:
         print(f"== {path.stem}", flush=True)
