@@ -114,8 +114,8 @@ def timed(pool: DecoderPool, alpha, beta) -> tuple[float, list[str]]:
     return time.perf_counter() - started, texts
 
 
-def run(data_dir: str | None = None) -> dict:
-    data_dir = Path(data_dir) if data_dir else load_config().data_dir
+def run() -> dict:
+    data_dir = load_config().data_dir
     with tempfile.TemporaryDirectory() as temp:
         spec, utterances, references, source = demo_data(data_dir) or synthetic_data(Path(temp))
         audio_seconds = sum(len(u) for u in utterances) * FRAME_SECONDS

@@ -33,10 +33,8 @@ STANDALONE_CLIPS = 8
 GOAL_RATIO = 1.0
 
 
-def demo_release(data_dir: Path | None):
+def demo_release(data_dir: Path):
     """(model, scorer, [(wav, transcript)]) of a `make demo` run, or None."""
-    if data_dir is None:
-        return None
     model, scorer, test_csv = (data_dir / "models" / "output_graph.tflite", data_dir / "models" / "kenlm.scorer",
                                data_dir / "data" / "cv-it" / "test.csv")
     if not (model.exists() and scorer.exists() and test_csv.exists()):
@@ -67,10 +65,10 @@ def standalone_release(folder: Path):
     return model, scorer, [(c.path, c.text) for c in clips]
 
 
-def run(data_dir: str | None = None) -> dict:
-    data_dir = data_dir or str(load_config().data_dir)
+def run() -> dict:
+    data_dir = load_config().data_dir
     with tempfile.TemporaryDirectory() as temp:
-        found = demo_release(Path(data_dir))
+        found = demo_release(data_dir)
         source = f"demo release in {data_dir}" if found else "standalone: n_hidden 2048 model fitted to espeak clips"
         model, scorer, rows = found or standalone_release(Path(temp))
         files = [str(path) for path, _ in rows]

@@ -11,6 +11,7 @@ from . import checkpoint, export, native_clients, release
 from .atomic import atomic_path, write_bytes_atomic
 from .cli import StageError
 from .config import Config
+from .scorer import read_scorer
 from .stage import StageRecord, fingerprint
 
 MODEL_NAME = "DeepSpeech 0.9.3-compatible speech-to-text model"
@@ -59,9 +60,8 @@ def export_release(config: Config) -> int:
         shutil.copyfile(scorer, temp)
     write_bytes_atomic(models / "alphabet.txt", config.alphabet_path.read_bytes())
 
-    test = json.loads((layout.reports / "test_scorer.json").read_text()) if reports and \
-        (layout.reports / "test_scorer.json").exists() else None
-    from .scorer import read_scorer
+    test_report = layout.reports / "test_scorer.json"
+    test = json.loads(test_report.read_text()) if test_report.is_file() else None
     header = read_scorer(scorer)
     meta = {
         "name": f"{MODEL_NAME} ({config.model_language})",
