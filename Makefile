@@ -26,9 +26,10 @@ STAGES := check-sources import-cv build-lm train-model evaluate-lm export
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment and KenLM; once
+setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment, KenLM and the CTC decoder; once
 
-$(SETUP_STAMP): requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh
+$(SETUP_STAMP): requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh \
+		deepspeech_it/native/ctc_beam_search.cc
 	scripts/install_debian_packages.sh $(DEBIAN_PACKAGES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt

@@ -1,35 +1,28 @@
 """CTC decoding of the acoustic model's per-frame probabilities: greedy, and beam search with the scorer.
 
-The beam search reproduces DeepSpeech 0.9.3's ``ctc_beam_search_decoder`` semantics on top of flashlight-text's
-compiled ``LexiconDecoder`` (only the glue lives here):
+The beam search is the project's own C++ core (``native/ctc_beam_search.cc``, built with KenLM by
+``scripts/build_kenlm.sh``) loaded through ctypes. It follows DeepSpeech 0.9.3's ``ctc_beam_search_decoder`` rule
+for rule and in the same floating-point arithmetic, so that a model decoded here and by the native clients gives
+the same transcript (tests/test_native_clients.py compares the two on the same probabilities):
 
 * characters of the alphabet, CTC blank last, the best ``cutoff_top_n`` (40) characters tried per frame;
-* words restricted to the scorer's dictionary: the lexicon trie spells every word followed by the space label,
-  exactly like DeepSpeech's dictionary FST (arc labels ``index + 1``, each word closed by the space arc), so a
-  space can only follow a complete dictionary word and a beam can only spell prefixes of dictionary words;
+* words restricted to the scorer's dictionary: a beam can only spell prefixes of dictionary words, and a space can
+  only follow a complete one;
 * a word is scored when its closing space is emitted: ``alpha * ln P(word | history) + beta``, the KenLM log10
-  probability converted to a natural logarithm as DeepSpeech's ``Scorer::get_log_cond_prob`` does;
-* the last word of an utterance (not followed by a space) is scored at the end, like DeepSpeech's final pass: an
-  extra frame that can only be a space is appended, so a beam ending inside a word completes it or drops out;
-* a prefix's score is the sum over its alignments (flashlight's beams ending in a blank and in a character are
-  added up at the end), and there is no end-of-sentence probability (flashlight's ``decode_end``, which adds it,
-  is not called).
+  probability converted to a natural logarithm as DeepSpeech's ``Scorer::get_log_cond_prob`` does, -1000 for a
+  word outside the KenLM vocabulary, no end-of-sentence probability;
+* the last word of an utterance (not followed by a space) is scored at the end, and the best prefix wins.
 
-The decoder was checked against a plain-Python implementation of these rules (tests/ds_reference.py): on peaky,
-model-like outputs they choose the same transcript in about 97 % of the cases; the differences are near ties coming
-from what flashlight cannot express: between words (and before the first one) its beam may emit the space again after
-a blank, where DeepSpeech allows only the direct repetition of a word's space. With model outputs, whose space
-probability outside word boundaries is small, that extra mass is small. The same words ending with and without a
-space are one candidate here (their scores added), two prefixes in DeepSpeech. flashlight also always tries the
-blank even when it is not among the top 40 characters, and a dictionary word missing from the KenLM vocabulary
-gets KenLM's ``<unk>`` probability where DeepSpeech gives -1000.
+The search is pure C++ with the interpreter lock released, so the utterances of a set decode on threads.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
-import multiprocessing
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -38,15 +31,12 @@ import numpy as np
 
 from .alphabet import Alphabet
 from .progress import progress_iter
+from .tools import DECODER_LIBRARY
 
 CUTOFF_TOP_N = 40                 # native client: cutoff_top_n = 40, cutoff_prob = 1.0 (deepspeech.cc)
 FRAME_SECONDS = 320 / 16000       # one output frame per feature step: audio_win_step / sample_rate
 LOG10_TO_LN = math.log(10.0)      # Scorer::get_log_cond_prob returns log10 / log10(e)
 SPECIAL_WORDS = frozenset({"<s>", "</s>", "<unk>"})   # never dictionary words (scorer.cpp fill_dictionary)
-# DeepSpeech prunes by beam width alone. A beam 30 nats behind the best one has a posterior of e^-30 relative to it
-# and never comes back: dropping it early changed no transcript of the demo's test set and cut the search time by
-# 40 % (`make bench`, decoding benchmark).
-BEAM_THRESHOLD = 30.0
 
 
 class DecodingError(ValueError):
@@ -63,7 +53,7 @@ class WordTiming:
 @dataclass(frozen=True)
 class Transcript:
     text: str
-    confidence: float  # acoustic log-probability of the chosen path, LM and word bonuses removed (DeepSpeech's)
+    confidence: float  # the transcript's log score: acoustic, plus alpha/beta terms with the scorer (DeepSpeech's)
     words: tuple[WordTiming, ...]
 
     def as_dict(self) -> dict:
@@ -148,128 +138,102 @@ def scorer_spec(scorer_path: str | Path, alphabet: Alphabet, beam_width: int) ->
     return ScorerSpec(alphabet, Path(scorer_path), tuple(info.words(alphabet)), beam_width)
 
 
+def _load_library() -> ctypes.CDLL:
+    if not DECODER_LIBRARY.is_file():
+        raise DecodingError(f"the CTC decoder is not built: {DECODER_LIBRARY} is missing; run make setup")
+    library = ctypes.CDLL(str(DECODER_LIBRARY))
+    pointer, size_t, int64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64
+    library.ctc_decoder_new.restype = pointer
+    library.ctc_decoder_new.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int,
+                                        pointer, pointer, int64, ctypes.c_char_p, size_t]
+    library.ctc_decoder_order.restype = ctypes.c_int
+    library.ctc_decoder_order.argtypes = [pointer]
+    library.ctc_decoder_dictionary_states.restype = size_t
+    library.ctc_decoder_dictionary_states.argtypes = [pointer]
+    library.ctc_decoder_decode.restype = int64
+    library.ctc_decoder_decode.argtypes = [pointer, pointer, int64, int64, int64, int64, ctypes.c_float,
+                                           ctypes.c_float, pointer, pointer, pointer, ctypes.c_char_p, size_t]
+    library.ctc_decoder_free.restype = None
+    library.ctc_decoder_free.argtypes = [pointer]
+    return library
+
+
+_library: ctypes.CDLL | None = None
+_library_lock = threading.Lock()
+
+
+def _decoder_library() -> ctypes.CDLL:
+    global _library
+    with _library_lock:
+        if _library is None:
+            _library = _load_library()
+        return _library
+
+
 class ScorerDecoder:
-    """DeepSpeech-style CTC prefix beam search with a word n-gram model and a closed dictionary."""
+    """DeepSpeech-style CTC prefix beam search with a word n-gram model and a closed dictionary.
+
+    Building it loads KenLM and the dictionary once; ``decode`` may then be called from several threads.
+    """
 
     def __init__(self, spec: ScorerSpec):
-        from flashlight.lib.text.decoder import Trie
-        from flashlight.lib.text.decoder.kenlm import KenLM
-        from flashlight.lib.text.dictionary import Dictionary
-
         self.spec = spec
         alphabet = spec.alphabet
-        self.blank = alphabet.blank_index
-        # flashlight's "silence" is the space: it is what a beam between words repeats (a space spanning several
-        # frames). Words are spelt with their closing space, so a word is complete (and scored) at its space.
-        self.silence = alphabet.space_index
-        self.n_columns = alphabet.size + 1
         words = [w for w in dict.fromkeys(spec.words) if w not in SPECIAL_WORDS and alphabet.can_encode(w)
-                 and " " not in w]
+                 and " " not in w and w]
         if not words:
             raise DecodingError("the scorer's dictionary has no word the alphabet can spell")
         self.words = words
-        self.unknown = len(words)
-        self.word_dictionary = Dictionary(words + ["<unk>"])
-        self.lm = KenLM(str(spec.lm_path), self.word_dictionary)
-        self.trie = Trie(self.n_columns, self.silence)
-        space = alphabet.space_index
-        for index, word in enumerate(words):
-            self.trie.insert(alphabet.encode(word) + [space], index, 0.0)
-        self._decoders: dict[tuple[float, float], object] = {}
+        spelt = [alphabet.encode(w) for w in words]
+        labels = np.fromiter((label for word in spelt for label in word), dtype=np.int32)
+        ends = np.cumsum([len(word) for word in spelt], dtype=np.int64)
+        texts = (ctypes.c_char_p * alphabet.size)(*(label.encode("utf-8") for label in alphabet.labels))
+        error = ctypes.create_string_buffer(512)
+        self._library = _decoder_library()
+        handle = self._library.ctc_decoder_new(str(spec.lm_path).encode(), texts, alphabet.size, alphabet.space_index,
+                                               labels.ctypes.data, ends.ctypes.data, len(words), error, len(error))
+        if not handle:
+            raise DecodingError(f"{spec.lm_path}: {error.value.decode(errors='replace')}")
+        self._handle = ctypes.c_void_p(handle)
 
-    def _decoder(self, alpha: float, beta: float):
-        from flashlight.lib.text.decoder import CriterionType, LexiconDecoder, LexiconDecoderOptions
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle:
+            self._library.ctc_decoder_free(handle)
+            self._handle = None
 
-        key = (float(alpha), float(beta))
-        if key not in self._decoders:
-            options = LexiconDecoderOptions(
-                beam_size=self.spec.beam_width, beam_size_token=self.spec.cutoff_top_n,
-                beam_threshold=BEAM_THRESHOLD, lm_weight=alpha * LOG10_TO_LN, word_score=beta,
-                unk_score=-math.inf, sil_score=0.0, log_add=True, criterion_type=CriterionType.CTC)
-            self._decoders.clear()   # one pair at a time is what searches and transcription use
-            self._decoders[key] = LexiconDecoder(options, self.trie, self.lm, self.silence, self.blank,
-                                                 self.unknown, [], False)
-        return self._decoders[key]
-
-    def emissions(self, probs: np.ndarray) -> np.ndarray:
-        """log probabilities [T + 1, size + 1]: the model's frames, then the closing frame, a certain space."""
-        _check_shape(probs, self.spec.alphabet)
-        frames = np.full((len(probs) + 1, self.n_columns), -np.inf, dtype=np.float32)
-        with np.errstate(divide="ignore"):
-            frames[:-1] = np.log(probs)
-        frames[-1, self.spec.alphabet.space_index] = 0.0
-        return frames
+    @property
+    def order(self) -> int:
+        """The language model's order."""
+        return self._library.ctc_decoder_order(self._handle)
 
     def decode(self, probs: np.ndarray, alpha: float, beta: float,
                frame_seconds: float = FRAME_SECONDS) -> Transcript:
-        if len(probs) == 0:
-            return Transcript("", 0.0, ())
-        emissions = self.emissions(probs)
-        decoder = self._decoder(alpha, beta)
-        # No decode_end: it would add the end-of-sentence probability, which DeepSpeech does not use.
-        decoder.decode_begin()
-        decoder.decode_step(emissions.ctypes.data, *emissions.shape)
-        results = decoder.get_all_final_hypothesis()
-        # Beams that end between words; one still inside a word only when there is no other (DeepSpeech would
-        # score its partial word as out of vocabulary).
-        complete = [r for r in results if self._ends_between_words(r.tokens)] or list(results)
-        if not complete:
-            return Transcript("", 0.0, ())
-        # flashlight keeps beams ending in a blank apart from those ending in a character; the score of a word
-        # sequence is the sum over all of them (the closing frame is not part of the transcript).
-        prefixes: dict[tuple, list] = {}
-        for result in complete:
-            emitted = collapse_ctc(list(result.tokens)[1:len(probs) + 1], self.blank)
-            key = "".join(self.spec.alphabet.labels[label] for label, _ in emitted).split()
-            prefixes.setdefault(tuple(key), []).append((result, emitted))
-        members = max(prefixes.values(), key=lambda group: _log_sum(r.score for r, _ in group))
-        best, emitted = max(members, key=lambda member: member[0].score)
-        n_words = sum(1 for w in best.words if w >= 0)
-        confidence = _log_sum(r.score for r, _ in members) - alpha * LOG10_TO_LN * best.lmScore - beta * n_words
-        return characters_to_transcript(self.spec.alphabet, emitted, confidence, frame_seconds)
-
-    def _ends_between_words(self, tokens: Sequence[int]) -> bool:
-        emitted = [t for t in tokens[1:] if t != self.blank]
-        return not emitted or emitted[-1] == self.spec.alphabet.space_index
-
-
-def _log_sum(values) -> float:
-    values = np.fromiter(values, dtype=np.float64)
-    top = values.max()
-    return float(top + np.log(np.exp(values - top).sum())) if np.isfinite(top) else float(top)
+        _check_shape(probs, self.spec.alphabet)
+        probs = np.ascontiguousarray(probs, dtype=np.float32)
+        labels = np.empty(len(probs), dtype=np.int32)
+        frames = np.empty(len(probs), dtype=np.int32)
+        score = ctypes.c_float()
+        error = ctypes.create_string_buffer(512)
+        count = self._library.ctc_decoder_decode(
+            self._handle, probs.ctypes.data, len(probs), probs.shape[1], self.spec.beam_width, self.spec.cutoff_top_n,
+            alpha, beta, labels.ctypes.data, frames.ctypes.data, ctypes.byref(score), error, len(error))
+        if count < 0:
+            raise DecodingError(error.value.decode(errors="replace"))
+        emitted = list(zip(labels[:count].tolist(), frames[:count].tolist()))
+        return characters_to_transcript(self.spec.alphabet, emitted, score.value, frame_seconds)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # many utterances on every core
-
-_worker_decoder: ScorerDecoder | None = None
-_worker_utterances: Sequence[np.ndarray] = ()
-
-
-def _init_worker(spec: ScorerSpec, utterances: Sequence[np.ndarray]) -> None:
-    global _worker_decoder, _worker_utterances
-    _worker_decoder = ScorerDecoder(spec)
-    _worker_utterances = utterances
-
-
-def _decode_one(task: tuple[int, float | None, float | None]) -> tuple[int, Transcript]:
-    index, alpha, beta = task
-    probs = _worker_utterances[index]
-    if alpha is None:
-        return index, greedy_decode(probs, _worker_decoder.spec.alphabet)
-    return index, _worker_decoder.decode(probs, alpha, beta)
-
 
 def default_jobs() -> int:
     return len(os.sched_getaffinity(0))
 
 
 class DecoderPool:
-    """Decodes a fixed set of utterances many times (one alpha/beta pair after another) on JOBS processes.
-
-    Each worker builds the decoder (dictionary trie, KenLM) once and receives the utterances once; a pass then
-    only sends indices. JOBS=1 decodes in this process. Use as a context manager.
-    """
+    """Decodes a fixed set of utterances many times (one alpha/beta pair after another) on JOBS threads sharing
+    one decoder (KenLM and the dictionary loaded once). Use as a context manager."""
 
     def __init__(self, spec: ScorerSpec, utterances: Sequence[np.ndarray], jobs: int | None = None,
                  progress: bool = True):
@@ -277,43 +241,35 @@ class DecoderPool:
         self.utterances = list(utterances)
         self.jobs = max(1, min(jobs or default_jobs(), len(self.utterances) or 1))
         self.progress = progress
-        self._pool = None
-        self._local: ScorerDecoder | None = None
+        self._decoder: ScorerDecoder | None = None
+        self._threads: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> "DecoderPool":
-        if self.jobs == 1:
-            self._local = ScorerDecoder(self.spec)
-        else:
-            # spawn: the parent may hold TensorFlow's threads, which a fork would copy in an unknown state.
-            context = multiprocessing.get_context("spawn")
-            self._pool = context.Pool(self.jobs, initializer=_init_worker, initargs=(self.spec, self.utterances))
+        self._decoder = ScorerDecoder(self.spec)
+        self._threads = ThreadPoolExecutor(self.jobs)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            if exc[0] is None:
-                self._pool.close()
-            else:
-                self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        if self._threads is not None:
+            self._threads.shutdown(cancel_futures=exc[0] is not None)
+        self._threads = self._decoder = None
 
     def decode(self, alpha: float | None, beta: float | None, label: str = "decoding") -> list[Transcript]:
         """Every utterance with the scorer at (ALPHA, BETA), in input order; alpha None: greedy, no scorer."""
-        tasks = [(i, alpha, beta) for i in range(len(self.utterances))]
-        out: list[Transcript | None] = [None] * len(tasks)
-        for index, transcript in progress_iter(self._run(tasks), len(tasks), label, self.progress):
+        if self._threads is None:
+            raise RuntimeError("DecoderPool used outside its with-block")
+        out: list[Transcript | None] = [None] * len(self.utterances)
+        for index, transcript in progress_iter(self._run(alpha, beta), len(out), label, self.progress):
             out[index] = transcript
         return out
 
-    def _run(self, tasks) -> Iterator[tuple[int, Transcript]]:
-        if self._pool is None:
-            if self._local is None:
-                raise RuntimeError("DecoderPool used outside its with-block")
-            for index, alpha, beta in tasks:
-                probs = self.utterances[index]
-                yield index, (greedy_decode(probs, self.spec.alphabet) if alpha is None
-                              else self._local.decode(probs, alpha, beta))
-            return
-        chunk = max(1, len(tasks) // (self.jobs * 8))
-        yield from self._pool.imap_unordered(_decode_one, tasks, chunksize=chunk)
+    def _run(self, alpha: float | None, beta: float | None) -> Iterator[tuple[int, Transcript]]:
+        def one(index: int) -> tuple[int, Transcript]:
+            probs = self.utterances[index]
+            if alpha is None:
+                return index, greedy_decode(probs, self.spec.alphabet)
+            return index, self._decoder.decode(probs, alpha, beta)
+
+        # Longest first, so that no thread is left with a long utterance at the end.
+        order = sorted(range(len(self.utterances)), key=lambda i: -len(self.utterances[i]))
+        yield from self._threads.map(one, order)

@@ -155,18 +155,23 @@ def build_inference_graph(weights: Mapping[str, np.ndarray], alphabet: Alphabet,
         logits = tf.nn.softmax(x, name="logits")      # the clients call these probabilities "logits"
         new_c = tf.identity(c, name="new_state_c")
         new_h = tf.identity(h, name="new_state_h")
+        metadata = metadata_outputs(alphabet, beam_width)
 
-        metadata = [
-            tf.constant([GRAPH_VERSION], tf.int32, name="metadata_version"),
-            tf.constant([SAMPLE_RATE], tf.int32, name="metadata_sample_rate"),
-            tf.constant([FEATURE_WIN_LEN_MS], tf.int32, name="metadata_feature_win_len"),
-            tf.constant([FEATURE_WIN_STEP_MS], tf.int32, name="metadata_feature_win_step"),
-            tf.constant([beam_width], tf.int32, name="metadata_beam_width"),
-            tf.constant([alphabet.serialize()], tf.string, name="metadata_alphabet"),
-        ]
     inputs = [input_node, previous_c, previous_h, input_samples]
     outputs = [logits, new_c, new_h, mfccs] + metadata
     return graph, inputs, outputs
+
+
+def metadata_outputs(alphabet: Alphabet, beam_width: int) -> list:
+    """The constants the clients read at load time, in METADATA_NAMES order (inside a graph's as_default)."""
+    return [
+        tf.constant([GRAPH_VERSION], tf.int32, name="metadata_version"),
+        tf.constant([SAMPLE_RATE], tf.int32, name="metadata_sample_rate"),
+        tf.constant([FEATURE_WIN_LEN_MS], tf.int32, name="metadata_feature_win_len"),
+        tf.constant([FEATURE_WIN_STEP_MS], tf.int32, name="metadata_feature_win_step"),
+        tf.constant([beam_width], tf.int32, name="metadata_beam_width"),
+        tf.constant([alphabet.serialize()], tf.string, name="metadata_alphabet"),
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ MODEL_NAME = "DeepSpeech 0.9.3-compatible speech-to-text model"
 TRAINING_FLAGS = ("n_hidden", "epochs", "batch_size", "learning_rate", "dropout", "early_stop", "es_epochs",
                   "reduce_lr_on_plateau", "transfer_learning", "drop_source_layers", "random_seed", "max_secs",
                   "english_compatible", "amp")
-VERSIONED_PACKAGES = ("tensorflow", "numpy", "ai-edge-litert", "flashlight-text", "soundfile", "soxr")
+VERSIONED_PACKAGES = ("tensorflow", "numpy", "ai-edge-litert", "kenlm", "soundfile", "soxr")
 ARCHIVES = ("model_tflite_it.tar.xz", "checkpoint_it.tar.xz", "model_savedmodel_it.tar.xz")
 
 

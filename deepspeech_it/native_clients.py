@@ -267,14 +267,17 @@ class ClientRun:
     version: str
     sample_rate: int
     beam_width: int
-    results: list[dict]        # per file: file, text, seconds (time in SpeechToText), audio_seconds
+    results: list[dict]        # per file: file, text, seconds (time in SpeechToText), audio_seconds; with
+                               # metadata also confidence and timesteps (the frame of each character)
     stderr: str                # what the library printed (TensorFlow/DeepSpeech banners, scorer warnings)
 
 
 def run_client(release: ClientRelease, model_path: str | Path, files=(), *, scorer_path=None, beam_width=None,
-               alpha=None, beta=None, cache_dir: str | Path = DEFAULT_CACHE, timeout: float = 600) -> ClientRun:
+               alpha=None, beta=None, metadata: bool = False, cache_dir: str | Path = DEFAULT_CACHE,
+               timeout: float = 600) -> ClientRun:
     """Loads MODEL_PATH (and the scorer) in the real client in a child process and transcribes FILES with
-    {prefix}_SpeechToText. Raises NativeClientError with the client's message when it refuses the model or scorer."""
+    {prefix}_SpeechToText, or {prefix}_SpeechToTextWithMetadata when METADATA. Raises NativeClientError with the
+    client's message when it refuses the model or scorer."""
     fetch_libraries(release, cache_dir)
     command = [sys.executable, "-m", "deepspeech_it.native_clients", release.name, str(model_path),
                "--cache-dir", str(cache_dir)]
@@ -284,6 +287,8 @@ def run_client(release: ClientRelease, model_path: str | Path, files=(), *, scor
         command += ["--beam-width", str(beam_width)]
     if alpha is not None and beta is not None:
         command += ["--alpha", repr(float(alpha)), "--beta", repr(float(beta))]
+    if metadata:
+        command += ["--metadata"]
     command += [str(f) for f in files]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     lines = done.stdout.strip().splitlines()
@@ -308,6 +313,7 @@ def _child_main(argv: list[str]) -> int:
     parser.add_argument("--beam-width", type=int)
     parser.add_argument("--alpha", type=float)
     parser.add_argument("--beta", type=float)
+    parser.add_argument("--metadata", action="store_true")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     args = parser.parse_intermixed_args(argv)
     release = next(r for r in RELEASES if r.name == args.client)
@@ -324,8 +330,13 @@ def _child_main(argv: list[str]) -> int:
             for name in args.files:
                 samples = load_training_samples(name)
                 started = time.perf_counter()
-                text = model.speech_to_text(samples)
-                results.append({"file": name, "text": text, "seconds": time.perf_counter() - started,
+                if args.metadata:
+                    best = model.speech_to_text_with_metadata(samples)[0]
+                    result = {"text": best.text, "confidence": best.confidence,
+                              "timesteps": [token.timestep for token in best.tokens]}
+                else:
+                    result = {"text": model.speech_to_text(samples)}
+                results.append({"file": name, **result, "seconds": time.perf_counter() - started,
                                 "audio_seconds": samples.size / SAMPLE_RATE})
             print(json.dumps({"version": library.version(), "sample_rate": model.sample_rate,
                               "beam_width": model.beam_width, "results": results}, ensure_ascii=False))

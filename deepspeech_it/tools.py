@@ -7,8 +7,10 @@ from pathlib import Path
 
 from .config import PROJECT_ROOT
 
-# `make setup` builds KenLM here; the container image puts the same binaries on PATH.
-KENLM_BIN = PROJECT_ROOT / "tools" / "kenlm" / "bin"
+# `make setup` builds KenLM and the CTC decoder here (scripts/build_kenlm.sh); the container image has the same tree.
+KENLM_PREFIX = PROJECT_ROOT / "tools" / "kenlm"
+KENLM_BIN = KENLM_PREFIX / "bin"
+DECODER_LIBRARY = KENLM_PREFIX / "lib" / "libctc_beam_search.so"
 KENLM_PROGRAMS = ("lmplz", "build_binary", "filter")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepspeech_it import export
+from deepspeech_it import export, features
 from deepspeech_it.alphabet import Alphabet
 from deepspeech_it.audio import load_training_samples
 from deepspeech_it.scorer import build_dictionary, write_scorer
@@ -124,3 +124,58 @@ def build_test_scorer(folder: Path, sentences: list[str], alphabet: Alphabet, al
     scorer = folder / "kenlm.scorer"
     write_scorer(scorer, binary, build_dictionary(words, alphabet), alpha, beta)
     return scorer
+
+
+def playback_tflite(path: Path, table: np.ndarray, alphabet: Alphabet, beam_width: int) -> Path:
+    """A model in DeepSpeech's TFLite layout that ignores the audio and plays TABLE (frames x classes) back: its
+    k-th call returns rows 16k..16k+15, the call count riding in the LSTM state the client carries. Both the
+    client and our transcribe then decode exactly these probabilities, which no arithmetic touches."""
+    tf = export.tf
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        input_samples = tf1.placeholder(tf.float32, [features.WINDOW_SAMPLES], name="input_samples")
+        mfccs = tf.identity(features.audio_to_mfcc(input_samples), name="mfccs")
+        input_node = tf1.placeholder(tf.float32, [1, export.N_STEPS, 2 * features.N_CONTEXT + 1, features.N_INPUT],
+                                     name="input_node")
+        previous_c = tf1.placeholder(tf.float32, [1, 1], name="previous_state_c")
+        previous_h = tf1.placeholder(tf.float32, [1, 1], name="previous_state_h")
+        # Always 0 for real features, but it depends on them, so the converter keeps input_node.
+        never = tf.cast(tf.reduce_min(input_node) > 1e30, tf.int32)
+        rows = tf.cast(previous_c[0, 0], tf.int32) * export.N_STEPS + tf.range(export.N_STEPS) + never
+        rows = tf.clip_by_value(rows, 0, len(table) - 1)     # a metadata read runs the model on any state
+        logits = tf.identity(tf.gather(tf.constant(table.astype(np.float32)), rows), name="logits")
+        new_c = tf.identity(previous_c + 1.0, name="new_state_c")
+        new_h = tf.identity(previous_h + 1.0, name="new_state_h")
+        outputs = [logits, new_c, new_h, mfccs] + export.metadata_outputs(alphabet, beam_width)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(export.convert_to_tflite(graph, [input_node, previous_c, previous_h, input_samples], outputs,
+                                              quantize=False))
+    return path
+
+
+def confusable_frames(text: str, alphabet: Alphabet, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities a half-trained model might give for TEXT: each character over 1-3 frames with blanks between,
+    two in five characters contested by another letter (which may win), spaces sometimes faint, a little
+    mass on every class, and a few certain blanks first (the client skips those)."""
+    n = alphabet.size + 1
+    blank = alphabet.blank_index
+    letters = [i for i, label in enumerate(alphabet.labels) if label != " "]
+
+    def frame(target: int, peak: float, rival: int | None = None, rival_share: float = 0.0) -> np.ndarray:
+        row = rng.dirichlet(np.full(n, 0.3)) * (1.0 - peak)
+        row[target] += peak * (1.0 - rival_share)
+        if rival is not None:
+            row[rival] += peak * rival_share
+        return row
+
+    rows = [frame(blank, 0.9998) for _ in range(int(rng.integers(1, 4)))]
+    for char in text:
+        target = alphabet.labels.index(char)
+        rival = int(rng.choice(letters)) if char != " " and rng.random() < 0.4 else None
+        share = float(rng.uniform(0.2, 0.6)) if rival is not None else 0.0
+        peak = float(rng.uniform(0.3, 0.8) if char == " " and rng.random() < 0.3 else rng.uniform(0.6, 0.97))
+        rows += [frame(target, peak, rival, share) for _ in range(int(rng.integers(1, 4)))]
+        rows += [frame(blank, float(rng.uniform(0.5, 0.99))) for _ in range(int(rng.integers(0, 3)))]
+    table = np.array(rows)
+    return (table / table.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 
 from deepspeech_it.config import VARIABLES
+from deepspeech_it.tools import DECODER_LIBRARY
 
 from conftest import PROJECT_ROOT
 
@@ -55,3 +56,10 @@ def test_image_runs_make_train_as_the_trainer_user():
     assert _instruction(stage, "USER") == ["999:999"]
     assert "--uid 999" in " ".join(_instruction(stage, "RUN"))
     assert "scripts/build_kenlm.sh" in DOCKERFILE.read_text(), "KenLM is built with the recipe of make setup"
+
+
+def test_image_gets_the_decoder_built_from_the_source_it_copies():
+    text = DOCKERFILE.read_text()
+    assert "COPY deepspeech_it/native deepspeech_it/native" in text, "the build stage compiles the decoder source"
+    copied = [line for line in _instruction(_final_stage(), "COPY") if "--from=kenlm" in line]
+    assert any(DECODER_LIBRARY.name in line and line.split()[-1] == "tools/kenlm/lib/" for line in copied)
