@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Decoding speed of stage 05's beam search with the scorer: utterances per second and real-time factor per core at
-BEAM_WIDTH=500, on one process and on every core, beside greedy decoding and a narrower beam, in the same run.
+BEAM_WIDTH=500, on one thread and on every core, beside greedy decoding and a narrower beam, in the same run.
 
 Data: the demo's cached dev outputs and scorer when DATA_DIR holds them (after `make demo`: tmp/acoustic_dev_*.npz
 and lm/kenlm.scorer); otherwise the project's Italian sentences as noisy hand-made probability matrices (2-4 frames a
-character, the right one at 0.25-0.7, the rest spread unevenly over the other labels) and a scorer of their words padded with pseudo-words to a
-realistic dictionary size. Goal: a real-time factor per core below 0.25 at beam width 500 with the scorer.
+character, the right one at 0.25-0.7, the rest spread unevenly over the other labels) and a scorer of their words
+padded with pseudo-words to a realistic dictionary size. Goal: a real-time factor per core below 0.25 at beam width 500 with the scorer.
 """
 
 from __future__ import annotations
@@ -130,7 +130,6 @@ def run() -> dict:
                          progress=False) as pool:
             narrow, _ = timed(pool, 0.93, 1.18)
         with DecoderPool(spec, utterances, jobs=jobs, progress=False) as pool:
-            pool.decode(None, None)   # workers have built their decoders
             all_cores, parallel = timed(pool, 0.93, 1.18)
     n = len(utterances)
     rtf_per_core = one_core / audio_seconds
@@ -142,15 +141,15 @@ def run() -> dict:
             ("data", source),
             ("audio decoded", f"{audio_seconds:.1f} s in {n} utterances"),
             ("decoder start (dictionary trie + KenLM)", f"{build_seconds:.2f} s"),
-            (f"beam {BEAM_WIDTH} + scorer, 1 process", f"{n / one_core:.1f} utt/s, RTF per core {rtf_per_core:.4f}"),
-            (f"beam {BEAM_WIDTH} + scorer, {jobs} processes",
+            (f"beam {BEAM_WIDTH} + scorer, 1 thread", f"{n / one_core:.1f} utt/s, RTF per core {rtf_per_core:.4f}"),
+            (f"beam {BEAM_WIDTH} + scorer, {jobs} threads",
              f"{n / all_cores:.1f} utt/s, RTF {all_cores / audio_seconds:.4f} "
-             f"(speed-up {one_core / all_cores:.2f}x over 1 process)"),
-            ("beam 100 + scorer, 1 process", f"{n / narrow:.1f} utt/s, RTF per core {narrow / audio_seconds:.4f}"),
-            ("greedy, no scorer, 1 process", f"{n / greedy:.1f} utt/s, RTF per core {greedy / audio_seconds:.5f}"),
+             f"(speed-up {one_core / all_cores:.2f}x over 1 thread)"),
+            ("beam 100 + scorer, 1 thread", f"{n / narrow:.1f} utt/s, RTF per core {narrow / audio_seconds:.4f}"),
+            ("greedy, no scorer, 1 thread", f"{n / greedy:.1f} utt/s, RTF per core {greedy / audio_seconds:.5f}"),
             ("WER / CER with the scorer (alpha 0.93, beta 1.18)", f"{wer:.3f} / {cer:.3f}"),
             ("WER / CER greedy", f"{greedy_wer:.3f} / {greedy_cer:.3f}"),
-            ("1 and all processes give the same transcripts", str(scored == parallel)),
+            ("1 and all threads give the same transcripts", str(scored == parallel)),
         ],
         "goal": f"RTF per core < {GOAL_RTF_PER_CORE} at beam {BEAM_WIDTH} with the scorer",
         "met": rtf_per_core < GOAL_RTF_PER_CORE and scored == parallel,

@@ -276,6 +276,18 @@ def format_report(reports: dict[str, SplitReport]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines)
 
 
+class CsvError(ValueError):
+    pass
+
+
+def check_csvs(paths, alphabet, shown: int = 5) -> None:
+    """Raises CsvError with the first SHOWN problems of the CSVs PATHS (see validate_csv) and their number."""
+    problems = [problem for path in paths for problem in validate_csv(Path(path), alphabet)]
+    if problems:
+        more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+        raise CsvError(f"{len(problems)} problem(s) in the data folder: " + "; ".join(problems[:shown]) + more)
+
+
 def validate_csv(path: Path, alphabet) -> list[str]:
     """Problems that make a DeepSpeech CSV unfit for training, one line each (empty: fit).
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .cli import StageError
+from .commonvoice import CsvError, check_csvs
 from .config import Config
 
 
@@ -46,6 +47,10 @@ def evaluate_language_model(cfg: Config) -> None:
     if record.is_current(fp):
         print(f"stage 05: {layout.lm / 'best_alpha_beta.json'} is up to date, skipped")
         return
+    try:
+        check_csvs([*dev_csvs, *test_csvs], cfg.alphabet)
+    except CsvError as problem:
+        raise StageError(str(problem)) from None
     record.mark_running(fp)
 
     predictor = []   # built on first use only: a fresh cache never needs TensorFlow

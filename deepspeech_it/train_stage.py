@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from . import features
+from . import commonvoice, features
 from .checkpoint import CheckpointError
 from .cli import StageError
 from .config import Config
@@ -58,6 +58,14 @@ def csv_inputs(config: Config) -> dict[str, list[Path]]:
     return splits
 
 
+def check_data(splits: dict[str, list[Path]], config: Config) -> None:
+    """Every clip of the CSVs exists at its recorded size and every transcript is encodable, before training."""
+    try:
+        commonvoice.check_csvs([p for paths in splits.values() for p in paths], config.alphabet)
+    except commonvoice.CsvError as problem:
+        raise StageError(str(problem)) from None
+
+
 def run_training(config: Config) -> int:
     layout = config.layout
     layout.create()
@@ -76,6 +84,7 @@ def run_training(config: Config) -> int:
     if record.is_current(fp):
         print(f"stage 04: {layout.checkpoints} is up to date, skipped")
         return 0
+    check_data(splits, config)
     record.mark_running(fp)
     try:
         summary = train_and_test(

@@ -31,3 +31,15 @@ def test_stage_trains_records_and_skips_when_nothing_changed(imported_corpus, tm
     # A checkpoint of another geometry is refused with one line, not a traceback.
     wider = run_script("04_train.py", data_dir, **{**TINY, "EPOCHS": "4", "N_HIDDEN": "32"})
     assert wider.returncode == 1 and "N_HIDDEN" in wider.stderr and "Traceback" not in wider.stderr
+
+
+def test_a_damaged_data_folder_stops_the_stage_before_training(imported_corpus, tmp_path):
+    data_dir = tmp_path / "work"
+    shutil.copytree(imported_corpus, data_dir / "data" / "cv-it")
+    cv_dir = data_dir / "data" / "cv-it"
+    first_clip = (cv_dir / "dev.csv").read_text().splitlines()[1].split(",")[0]
+    (cv_dir / first_clip).unlink()
+    result = run_script("04_train.py", data_dir, **TINY)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "1 problem(s) in the data folder" in result.stderr and f"{first_clip} does not exist" in result.stderr
+    assert not (data_dir / "checkpoints" / "train.stage.json").exists()
