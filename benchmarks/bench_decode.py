@@ -5,7 +5,8 @@ BEAM_WIDTH=500, on one thread and on every core, beside greedy decoding and a na
 Data: the demo's cached dev outputs and scorer when DATA_DIR holds them (after `make demo`: tmp/acoustic_dev_*.npz
 and lm/kenlm.scorer); otherwise the project's Italian sentences as noisy hand-made probability matrices (2-4 frames a
 character, the right one at 0.25-0.7, the rest spread unevenly over the other labels) and a scorer of their words
-padded with pseudo-words to a realistic dictionary size. Goal: a real-time factor per core below 0.25 at beam width 500 with the scorer.
+padded with pseudo-words to a realistic dictionary size. Goal: a real-time factor per core below 0.25 at beam width
+500 with the scorer.
 """
 
 from __future__ import annotations

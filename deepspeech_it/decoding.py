@@ -3,7 +3,7 @@
 The beam search is the project's own C++ core (``native/ctc_beam_search.cc``, built with KenLM by
 ``scripts/build_kenlm.sh``) loaded through ctypes. It follows DeepSpeech 0.9.3's ``ctc_beam_search_decoder`` rule
 for rule and in the same floating-point arithmetic, so that a model decoded here and by the native clients gives
-the same transcript (tests/test_native_clients.py compares the two on the same probabilities):
+the same transcript (tests/test_decoder_matches_deepspeech.py compares the two on the same probabilities):
 
 * characters of the alphabet, CTC blank last, the best ``cutoff_top_n`` (40) characters tried per frame;
 * words restricted to the scorer's dictionary: a beam can only spell prefixes of dictionary words, and a space can

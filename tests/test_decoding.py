@@ -51,6 +51,15 @@ def test_only_dictionary_words_come_out_and_double_letters_need_a_blank(tmp_path
     assert dec.decode(unknown, alpha=0.5, beta=1.0).text in ("", "tuto", "tutto", "bello")
 
 
+def test_a_dictionary_word_outside_the_language_model_scores_minus_1000_as_in_deepspeech(tmp_path):
+    # "cosa" is acoustically far better, but only "casa" is in the KenLM vocabulary: DeepSpeech's scorer gives an
+    # out-of-vocabulary word -1000 (not KenLM's <unk> probability), so any alpha > 0 rules it out.
+    probs = probabilities([*spelled("c"), {"o": 0.85, "a": 0.1}, BLANK, *spelled("sa")])
+    dec = decoder(tmp_path, {"casa": -1.0}, words=["casa", "cosa"])
+    assert dec.decode(probs, alpha=0.0, beta=0.0).text == "cosa"
+    assert dec.decode(probs, alpha=0.05, beta=0.0).text == "casa"
+
+
 def test_word_times_and_confidence(tmp_path):
     frames = [BLANK] * 5 + spelled("casa") + [" "] + [BLANK] * 10 + spelled("bella")
     probs = probabilities(frames)

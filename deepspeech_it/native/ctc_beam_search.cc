@@ -1,7 +1,7 @@
 // CTC prefix beam search with a KenLM word model and a closed dictionary, with the rules and the arithmetic of
 // DeepSpeech 0.9.3's native client, so that a model decoded here and by libdeepspeech.so gives the same transcript.
 //
-// What "the same rules" means (each is checked against libdeepspeech.so by tests/test_native_clients.py):
+// What "the same rules" means (tests/test_decoder_matches_deepspeech.py checks them against libdeepspeech.so):
 // * frames are skipped until the first one whose blank probability is below 0.999;
 // * characters are tried in label order (the best CUTOFF_TOP_N by probability when the alphabet is larger), each
 //   against the beam's prefixes from best to worst, stopping early once the beam is full and a prefix cannot reach
