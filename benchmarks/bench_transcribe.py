@@ -65,11 +65,17 @@ def standalone_release(folder: Path):
     return model, scorer, [(c.path, c.text) for c in clips]
 
 
+def _shown(path: Path) -> str:
+    """PATH relative to the project when inside it: the report is committed and must not name this machine."""
+    return str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else path.name
+
+
 def run() -> dict:
     data_dir = load_config().data_dir
     with tempfile.TemporaryDirectory() as temp:
         found = demo_release(data_dir)
-        source = f"demo release in {data_dir}" if found else "standalone: n_hidden 2048 model fitted to espeak clips"
+        source = (f"demo release in DATA_DIR={_shown(data_dir)}" if found
+                  else "standalone: n_hidden 2048 model fitted to espeak clips")
         model, scorer, rows = found or standalone_release(Path(temp))
         files = [str(path) for path, _ in rows]
         references = [text for _, text in rows]
