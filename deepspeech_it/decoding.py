@@ -19,7 +19,6 @@ The search is pure C++ with the interpreter lock released, so the utterances of 
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,6 @@ from .tools import DECODER_LIBRARY
 
 CUTOFF_TOP_N = 40                 # native client: cutoff_top_n = 40, cutoff_prob = 1.0 (deepspeech.cc)
 FRAME_SECONDS = 320 / 16000       # one output frame per feature step: audio_win_step / sample_rate
-LOG10_TO_LN = math.log(10.0)      # Scorer::get_log_cond_prob returns log10 / log10(e)
 SPECIAL_WORDS = frozenset({"<s>", "</s>", "<unk>"})   # never dictionary words (scorer.cpp fill_dictionary)
 
 
@@ -146,10 +144,6 @@ def _load_library() -> ctypes.CDLL:
     library.ctc_decoder_new.restype = pointer
     library.ctc_decoder_new.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int,
                                         pointer, pointer, int64, ctypes.c_char_p, size_t]
-    library.ctc_decoder_order.restype = ctypes.c_int
-    library.ctc_decoder_order.argtypes = [pointer]
-    library.ctc_decoder_dictionary_states.restype = size_t
-    library.ctc_decoder_dictionary_states.argtypes = [pointer]
     library.ctc_decoder_decode.restype = int64
     library.ctc_decoder_decode.argtypes = [pointer, pointer, int64, int64, int64, int64, ctypes.c_float,
                                            ctypes.c_float, pointer, pointer, pointer, ctypes.c_char_p, size_t]
@@ -201,11 +195,6 @@ class ScorerDecoder:
         if handle:
             self._library.ctc_decoder_free(handle)
             self._handle = None
-
-    @property
-    def order(self) -> int:
-        """The language model's order."""
-        return self._library.ctc_decoder_order(self._handle)
 
     def decode(self, probs: np.ndarray, alpha: float, beta: float,
                frame_seconds: float = FRAME_SECONDS) -> Transcript:

@@ -93,7 +93,6 @@ class Dictionary {
   bool is_final(int state) const { return final_[state] != 0; }
   // KenLM's index of the text spelt up to STATE (0, KenLM's <unk>, when it is not in the vocabulary)
   lm::WordIndex word(int state) const { return word_[state]; }
-  size_t states() const { return final_.size(); }
 
  private:
   int step_or_add(int state, int label, const std::string& text) {
@@ -403,12 +402,6 @@ void* ctc_decoder_new(const char* lm_path, const char* const* labels, int n_labe
     write_error(error, error_size, e.what());
     return nullptr;
   }
-}
-
-int ctc_decoder_order(const void* decoder) { return static_cast<const Model*>(decoder)->order; }
-
-size_t ctc_decoder_dictionary_states(const void* decoder) {
-  return static_cast<const Model*>(decoder)->dictionary->states();
 }
 
 // PROBABILITIES: N_FRAMES rows of N_CLASSES softmax outputs, the blank last. Writes the best transcript's labels
