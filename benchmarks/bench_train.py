@@ -15,17 +15,15 @@ Usage: benchmarks/bench_train.py [--batch 64] [--seconds 3] [--steps 3] [--n-hid
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import resource
 import time
-import wave
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from deepspeech_it.audio import wav_bytes
 from deepspeech_it.features import N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, wav_bytes_to_mfcc
 from deepspeech_it.model import build_model, dense_flops_per_frame, keras_policy, on_gpu
 from deepspeech_it.training import ctc_per_utterance, make_optimizer
@@ -85,13 +83,7 @@ def training_rate(batch: int, seconds: float, steps: int, n_hidden: int, amp: bo
 
 def feature_rate(seconds: float, count: int = 64) -> float:
     samples = (np.random.default_rng(0).normal(size=int(seconds * SAMPLE_RATE)) * 3000).astype(np.int16)
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(samples.tobytes())
-    wav = tf.constant(buffer.getvalue())
+    wav = tf.constant(wav_bytes(samples))
     data = tf.data.Dataset.from_tensors(wav).repeat(count).map(wav_bytes_to_mfcc, num_parallel_calls=tf.data.AUTOTUNE)
     for _ in data.take(4):
         pass

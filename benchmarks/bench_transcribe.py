@@ -12,7 +12,6 @@ Goal: our time at most 1.0x DeepSpeech's, with the same or lower WER.
 
 from __future__ import annotations
 
-import csv
 import sys
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import jiwer
 
 from deepspeech_it import native_clients
+from deepspeech_it.acoustic_outputs import read_split
 from deepspeech_it.alphabet import Alphabet
 from deepspeech_it.audio import SAMPLE_RATE, load_training_samples
 from deepspeech_it.config import load_config
@@ -39,25 +39,16 @@ def demo_release(data_dir: Path):
                                data_dir / "data" / "cv-it" / "test.csv")
     if not (model.exists() and scorer.exists() and test_csv.exists()):
         return None
-    with open(test_csv, newline="", encoding="utf-8") as handle:
-        rows = [(test_csv.parent / row["wav_filename"], row["transcript"]) for row in csv.DictReader(handle)]
-    return model, scorer, rows
+    return model, scorer, [(u.wav_path, u.transcript) for u in read_split(test_csv)]
 
 
 def standalone_release(folder: Path):
     sys.path.insert(0, str(ROOT / "tests"))
     from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
 
-    from deepspeech_it.synth import project_sentences
-    from deepspeech_it.textnorm import Normalizer, Rejected
+    from bench_decode import normalized_sentences
 
-    normalizer = Normalizer(ALPHABET, english_compatible=False)
-    sentences = []
-    for sentence in project_sentences():
-        try:
-            sentences.append(normalizer.normalize(sentence))
-        except Rejected:
-            continue
+    sentences = normalized_sentences()
     clips = [Clip(speak(folder / f"clip{i}.wav", text), text) for i, text in enumerate(sentences[:STANDALONE_CLIPS])]
     weights = fitted_weights(clips, ALPHABET, 2048, feature_probe(folder, ALPHABET))
     model = write_tflite(folder / "output_graph.tflite", weights, ALPHABET, BEAM_WIDTH, quantize=True)

@@ -50,10 +50,6 @@ def read_split(csv_path: str | Path) -> tuple[Utterance, ...]:
     return tuple(Utterance((csv_path.parent / row["wav_filename"]).resolve(), row["transcript"]) for row in rows)
 
 
-def checkpoint_files(prefix: Path) -> list[Path]:
-    return sorted(prefix.parent.glob(prefix.name + ".*"))
-
-
 def checkpoint_predictor(checkpoint_dir: str | Path, alphabet: Alphabet) -> tuple[Predictor, Path]:
     """A predictor running the best checkpoint of CHECKPOINT_DIR (else the last) on CPU or GPU, and its prefix."""
     from .tf_runtime import tf

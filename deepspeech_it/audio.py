@@ -17,6 +17,7 @@ import soxr
 from .atomic import atomic_path
 
 SAMPLE_RATE = 16000
+WAV_HEADER_BYTES = 44    # the canonical PCM header wav_bytes writes and the importer produces
 
 
 class AudioError(ValueError):

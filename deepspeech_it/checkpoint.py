@@ -57,8 +57,13 @@ def bundle_names(prefix: str | Path) -> dict[str, list[int]]:
     return tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
 
 
+def bundle_files(prefix: Path) -> list[Path]:
+    """The files of the checkpoint bundle PREFIX (.index, .data-*, and our progress file)."""
+    return sorted(prefix.parent.glob(prefix.name + ".*"))
+
+
 def remove_bundle(prefix: Path) -> None:
-    for path in prefix.parent.glob(prefix.name + ".*"):
+    for path in bundle_files(prefix):
         path.unlink(missing_ok=True)
 
 
@@ -95,9 +100,13 @@ def resolve_checkpoint(path: str | Path, order=("best", "last")) -> Path:
 
 def write_state_file(directory: Path, state_file: str, prefixes: list[Path]) -> None:
     """The text-proto state file TF1's Saver writes; entries relative so the folder can move."""
+    write_text_atomic(directory / state_file, state_file_text(prefixes))
+
+
+def state_file_text(prefixes: list[Path]) -> str:
     lines = [f'model_checkpoint_path: "{prefixes[-1].name}"']
     lines += [f'all_model_checkpoint_paths: "{p.name}"' for p in prefixes]
-    write_text_atomic(directory / state_file, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 import pandas
 
 from .atomic import atomic_path
+from .cli import StageError
 from .audio import SAMPLE_RATE, AudioError, convert_to_wav, wav_info
 from .progress import progress_iter
 from .textnorm import Normalizer, Rejected
@@ -276,8 +277,8 @@ def format_report(reports: dict[str, SplitReport]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in lines)
 
 
-class CsvError(ValueError):
-    pass
+class CsvError(StageError):
+    """A data folder a stage must not trust: the stage stops with this one line."""
 
 
 def check_csvs(paths, alphabet, shown: int = 5) -> None:

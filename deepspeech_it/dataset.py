@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +16,10 @@ import numpy as np
 from .tf_runtime import tf
 
 from deepspeech_it.alphabet import Alphabet
+from deepspeech_it.atomic import atomic_path
+from deepspeech_it.audio import WAV_HEADER_BYTES
 from deepspeech_it.features import N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, wav_bytes_to_mfcc
 
-WAV_HEADER_BYTES = 44
 CACHE_VERSION = "mfcc26-v1"      # part of every cache key: change it when the feature definition changes
 
 
@@ -100,12 +99,8 @@ def cache_file(cache_dir: Path, wav: Path) -> Path:
 
 def _store_features(path, mfcc):
     # Written under a temporary name and renamed, so an interrupted run never leaves a truncated cache entry.
-    target = Path(path.numpy().decode())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(temp, "wb") as handle:
+    with atomic_path(path.numpy().decode()) as temp, open(temp, "wb") as handle:
         np.save(handle, mfcc.numpy(), allow_pickle=False)
-    os.replace(temp, target)
     return mfcc
 
 

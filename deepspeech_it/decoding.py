@@ -19,8 +19,8 @@ The search is pure C++ with the interpreter lock released, so the utterances of 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +30,11 @@ import numpy as np
 
 from .alphabet import Alphabet
 from .progress import progress_iter
+from .scorer import SPECIAL_TOKENS
 from .tools import DECODER_LIBRARY
 
 CUTOFF_TOP_N = 40                 # native client: cutoff_top_n = 40, cutoff_prob = 1.0 (deepspeech.cc)
 FRAME_SECONDS = 320 / 16000       # one output frame per feature step: audio_win_step / sample_rate
-SPECIAL_WORDS = frozenset({"<s>", "</s>", "<unk>"})   # never dictionary words (scorer.cpp fill_dictionary)
 
 
 class DecodingError(ValueError):
@@ -113,7 +113,7 @@ def _check_shape(probs: np.ndarray, alphabet: Alphabet) -> None:
 
 @dataclass(frozen=True)
 class ScorerSpec:
-    """Everything a decoder process needs: picklable, so worker processes build their own decoder from it.
+    """Everything a decoder needs: the language model, the dictionary and the width of the search.
 
     ``lm_path`` is the scorer file itself (KenLM reads its binary part and ignores the trailing dictionary) or, in
     tests, any file KenLM loads; ``words`` the scorer's dictionary.
@@ -126,17 +126,19 @@ class ScorerSpec:
     cutoff_top_n: int = CUTOFF_TOP_N
 
 
-def scorer_spec(scorer_path: str | Path, alphabet: Alphabet, beam_width: int) -> ScorerSpec:
-    """The spec of a DeepSpeech scorer package (KenLM binary + dictionary FST); it is the only file read."""
+def scorer_spec(scorer_path: str | Path, alphabet: Alphabet, beam_width: int, info=None) -> ScorerSpec:
+    """The spec of a DeepSpeech scorer package (KenLM binary + dictionary FST); it is the only file read.
+    INFO: the package as ``scorer.read_scorer`` returns it, when the caller has read it already."""
     from .scorer import read_scorer
 
-    info = read_scorer(scorer_path)
+    info = info or read_scorer(scorer_path)
     if info.utf8:
         raise DecodingError(f"{scorer_path}: a bytes-output (UTF-8 mode) scorer does not fit a character alphabet")
     return ScorerSpec(alphabet, Path(scorer_path), tuple(info.words(alphabet)), beam_width)
 
 
-def _load_library() -> ctypes.CDLL:
+@functools.cache
+def _decoder_library() -> ctypes.CDLL:
     if not DECODER_LIBRARY.is_file():
         raise DecodingError(f"the CTC decoder is not built: {DECODER_LIBRARY} is missing; run make setup")
     library = ctypes.CDLL(str(DECODER_LIBRARY))
@@ -152,18 +154,6 @@ def _load_library() -> ctypes.CDLL:
     return library
 
 
-_library: ctypes.CDLL | None = None
-_library_lock = threading.Lock()
-
-
-def _decoder_library() -> ctypes.CDLL:
-    global _library
-    with _library_lock:
-        if _library is None:
-            _library = _load_library()
-        return _library
-
-
 class ScorerDecoder:
     """DeepSpeech-style CTC prefix beam search with a word n-gram model and a closed dictionary.
 
@@ -173,11 +163,10 @@ class ScorerDecoder:
     def __init__(self, spec: ScorerSpec):
         self.spec = spec
         alphabet = spec.alphabet
-        words = [w for w in dict.fromkeys(spec.words) if w not in SPECIAL_WORDS and alphabet.can_encode(w)
-                 and " " not in w and w]
+        words = [w for w in dict.fromkeys(spec.words) if w not in SPECIAL_TOKENS and alphabet.can_encode(w)
+                 and " " not in w]
         if not words:
             raise DecodingError("the scorer's dictionary has no word the alphabet can spell")
-        self.words = words
         spelt = [alphabet.encode(w) for w in words]
         labels = np.fromiter((label for word in spelt for label in word), dtype=np.int32)
         ends = np.cumsum([len(word) for word in spelt], dtype=np.int64)

@@ -20,15 +20,12 @@ from .tf_runtime import native_stderr_silenced, tf
 from .alphabet import Alphabet
 from .features import (N_CONTEXT, N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, WINDOWED_INPUT,
                        audio_to_mfcc, context_windows)
+from .model import DENSE_LAYERS, LSTM_BIAS, LSTM_KERNEL, RELU_CLIP
 
 GRAPH_VERSION = 6          # ds_graph_version() of DeepSpeech 0.9.3 and Coqui STT 1.4; they refuse anything lower
 FEATURE_WIN_LEN_MS = 1000 * WINDOW_SAMPLES // SAMPLE_RATE      # 32
 FEATURE_WIN_STEP_MS = 1000 * STEP_SAMPLES // SAMPLE_RATE       # 20
 N_STEPS = 16               # time steps per TFLite invocation (DeepSpeech's --n_steps)
-RELU_CLIP = 20.0           # DeepSpeech's --relu_clip
-LSTM_KERNEL = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/kernel"
-LSTM_BIAS = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/bias"
-DENSE_LAYERS = ("layer_1", "layer_2", "layer_3", "layer_5", "layer_6")
 
 INPUT_NAMES = ("input_node", "previous_state_c", "previous_state_h", "input_samples")
 METADATA_NAMES = ("metadata_version", "metadata_sample_rate", "metadata_feature_win_len",

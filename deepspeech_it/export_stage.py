@@ -33,7 +33,7 @@ def export_release(config: Config) -> int:
     scorer = layout.lm / "kenlm.scorer"
     if not scorer.is_file():
         raise StageError(f"{scorer} does not exist; run `make build-lm` (and `make evaluate-lm`) first")
-    checkpoint_files = sorted(prefix.parent.glob(prefix.name + ".*"))
+    checkpoint_files = checkpoint.bundle_files(prefix)
     companions = [p for p in (layout.checkpoints / n for n in ("flags.json", "flags.txt", "alphabet.txt")) if p.exists()]
     reports = [p for p in (layout.reports / "test_scorer.json", layout.lm / "best_alpha_beta.json") if p.exists()]
     params = {name: config.as_dict()[name] for name in ("BEAM_WIDTH", "EXPORT_QUANTIZE", "MODEL_LANGUAGE",
@@ -127,14 +127,13 @@ def build_tflite(weights, alphabet, beam_width: int, quantize: bool, scorer: Pat
     refusals = []
     for quantized in candidates:
         model = export.convert_to_tflite(graph, inputs, outputs, quantize=quantized)
-        tmp_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(tmp_dir / "candidate.tflite") as candidate:
             candidate.write_bytes(model)
             try:
                 verified = native_clients.verify_model(candidate, scorer, expected_beam_width=beam_width)
+            except native_clients.ClientUnavailable as problem:
+                return model, quantized, {}, f"not verified: {problem}"
             except native_clients.NativeClientError as problem:
-                if "pip could not download" in str(problem):
-                    return model, quantized, {}, f"not verified: {problem}"
                 refusals.append(f"{'quantised' if quantized else 'float'} model refused: {problem}")
                 continue
         note = "loaded by both clients" if not refusals else "; ".join(refusals) + "; float model released"
@@ -148,7 +147,7 @@ def write_archives(models: Path, prefix: Path, checkpoint_files: list[Path], com
         release.ArchiveMember(name, models / name)
         for name in ("output_graph.tflite", "kenlm.scorer", "alphabet.txt", "MODEL_CARD.md")], show_progress)
     # Both state files name the bundle, so DeepSpeech's "best" and "last" lookups and ours find it.
-    state = f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n'.encode()
+    state = checkpoint.state_file_text([prefix]).encode()
     members = [release.ArchiveMember(f.name, f) for f in checkpoint_files]
     members += [release.ArchiveMember(checkpoint.BEST_STATE_FILE, data=state),
                 release.ArchiveMember(checkpoint.TRAIN_STATE_FILE, data=state)]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .cli import StageError
-from .commonvoice import CsvError, check_csvs
+from .commonvoice import check_csvs
 from .config import Config
 
 
@@ -23,7 +23,7 @@ def evaluate_language_model(cfg: Config) -> None:
     # Imported only now: TensorFlow (behind the checkpoint reader) takes seconds to load and a wrong setting
     # should stop the run at once.
     from deepspeech_it import acoustic_outputs as acoustic
-    from deepspeech_it.checkpoint import CheckpointError, resolve_checkpoint
+    from deepspeech_it.checkpoint import CheckpointError, bundle_files, resolve_checkpoint
     from deepspeech_it.decoding import scorer_spec
     from deepspeech_it.lm_search import EvaluationPaths, SearchPlan, evaluate_lm, scorer_digest_without_weights
     from deepspeech_it.scorer import ScorerError, read_scorer, set_default_alpha_beta
@@ -31,15 +31,15 @@ def evaluate_language_model(cfg: Config) -> None:
 
     try:
         checkpoint = resolve_checkpoint(layout.checkpoints)
-        kenlm_size = read_scorer(scorer).kenlm_size
+        package = read_scorer(scorer)
     except (CheckpointError, ScorerError) as problem:
         raise StageError(str(problem)) from None
-    model_files = acoustic.checkpoint_files(checkpoint)
+    model_files = bundle_files(checkpoint)
 
     params = {"beam_width": cfg.beam_width, "lm_evaluate_range": cfg.lm_evaluate_range,
               "lm_optimize_trials": cfg.lm_optimize_trials, "lm_alpha_max": cfg.lm_alpha_max,
               "lm_beta_max": cfg.lm_beta_max, "lm_alpha": cfg.lm_alpha, "lm_beta": cfg.lm_beta,
-              "random_seed": cfg.random_seed, "scorer": scorer_digest_without_weights(scorer, kenlm_size)}
+              "random_seed": cfg.random_seed, "scorer": scorer_digest_without_weights(scorer, package.kenlm_size)}
     fp = fingerprint(params, [*dev_csvs, *test_csvs, *model_files, cfg.alphabet_path])
     # What the dev results depend on: a resumed search reuses them only when this is unchanged.
     search_fp = fingerprint({k: params[k] for k in ("beam_width", "scorer")}, [*dev_csvs, *model_files])
@@ -47,10 +47,7 @@ def evaluate_language_model(cfg: Config) -> None:
     if record.is_current(fp):
         print(f"stage 05: {layout.lm / 'best_alpha_beta.json'} is up to date, skipped")
         return
-    try:
-        check_csvs([*dev_csvs, *test_csvs], cfg.alphabet)
-    except CsvError as problem:
-        raise StageError(str(problem)) from None
+    check_csvs([*dev_csvs, *test_csvs], cfg.alphabet)
     record.mark_running(fp)
 
     predictor = []   # built on first use only: a fresh cache never needs TensorFlow
@@ -75,7 +72,7 @@ def evaluate_language_model(cfg: Config) -> None:
                             journal=layout.tmp / "lm_eval_grid.jsonl", study=layout.lm / "lm_optimize.sqlite")
     plan = SearchPlan(pairs=cfg.lm_evaluate_range, trials=cfg.lm_optimize_trials, alpha_max=cfg.lm_alpha_max,
                       beta_max=cfg.lm_beta_max, default_pair=(cfg.lm_alpha, cfg.lm_beta), seed=cfg.random_seed)
-    summary = evaluate_lm(scorer_spec(scorer, cfg.alphabet, cfg.beam_width), loader("dev", dev_csvs),
+    summary = evaluate_lm(scorer_spec(scorer, cfg.alphabet, cfg.beam_width, package), loader("dev", dev_csvs),
                           loader("test", test_csvs), plan, paths, fingerprint=json.dumps(search_fp, sort_keys=True), jobs=None,
                           progress=cfg.progress,
                           rewrite_header=lambda alpha, beta: set_default_alpha_beta(scorer, alpha, beta))

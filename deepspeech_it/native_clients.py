@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
+
 
 @dataclass(frozen=True)
 class ClientRelease:
@@ -42,9 +44,11 @@ MAPPING_WARNING = "could not be honored"
 
 
 class NativeClientError(RuntimeError):
-    def __init__(self, message: str, code: int | None = None):
-        super().__init__(message)
-        self.code = code
+    pass
+
+
+class ClientUnavailable(NativeClientError):
+    """The client's wheel could not be downloaded: nothing was tried, nothing was refused."""
 
 
 def fetch_libraries(release: ClientRelease, cache_dir: str | Path) -> list[Path]:
@@ -58,9 +62,7 @@ def fetch_libraries(release: ClientRelease, cache_dir: str | Path) -> list[Path]
     target.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as archive:
         for member, path in zip(release.libraries, paths):
-            temp = path.with_suffix(".part")
-            temp.write_bytes(archive.read(member))
-            temp.replace(path)
+            write_bytes_atomic(path, archive.read(member))
     return paths
 
 
@@ -78,7 +80,7 @@ def _download_wheel(release: ClientRelease, cache_dir: Path) -> Path:
     result = subprocess.run(command, capture_output=True, text=True)
     found = sorted(cache_dir.glob(stem + "*.whl"))
     if result.returncode != 0 or not found:
-        raise NativeClientError(f"pip could not download {release.package}=={release.version}: "
+        raise ClientUnavailable(f"pip could not download {release.package}=={release.version}: "
                                 f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no wheel'}")
     return found[0]
 
@@ -138,7 +140,6 @@ class NativeLibrary:
             "GetModelBeamWidth": (ctypes.c_uint, [p]),
             "SetModelBeamWidth": (ctypes.c_int, [p, ctypes.c_uint]),
             "EnableExternalScorer": (ctypes.c_int, [p, ctypes.c_char_p]),
-            "DisableExternalScorer": (ctypes.c_int, [p]),
             "SetScorerAlphaBeta": (ctypes.c_int, [p, ctypes.c_float, ctypes.c_float]),
             # char* results are kept as raw pointers so that they can be handed back to FreeString.
             "SpeechToText": (p, [p, ctypes.POINTER(ctypes.c_short), ctypes.c_uint]),
@@ -172,10 +173,13 @@ class NativeLibrary:
         """Loads a TFLite model; raises NativeClientError with the client's own message if it refuses."""
         handle = ctypes.c_void_p()
         code = self._fn("CreateModel")(str(model_path).encode(), ctypes.byref(handle))
-        if code != 0:
-            raise NativeClientError(f"{self.release.prefix}_CreateModel returned {code:#06x}: "
-                                    f"{self.error_message(code)}", code)
+        self.check("CreateModel", code)
         return NativeModel(self, handle)
+
+    def check(self, name: str, code: int) -> None:
+        """Raises NativeClientError with the client's own message when {prefix}_NAME returned CODE != 0."""
+        if code != 0:
+            raise NativeClientError(f"{self.release.prefix}_{name} returned {code:#06x}: {self.error_message(code)}")
 
 
 class NativeModel:
@@ -188,11 +192,6 @@ class NativeModel:
             raise NativeClientError("the model has been freed")
         return self.library._fn(name)(self._handle, *args)
 
-    def _check(self, name: str, code: int) -> None:
-        if code != 0:
-            raise NativeClientError(f"{self.library.release.prefix}_{name} returned {code:#06x}: "
-                                    f"{self.library.error_message(code)}", code)
-
     @property
     def sample_rate(self) -> int:
         return self._call("GetModelSampleRate")
@@ -202,16 +201,13 @@ class NativeModel:
         return self._call("GetModelBeamWidth")
 
     def set_beam_width(self, width: int) -> None:
-        self._check("SetModelBeamWidth", self._call("SetModelBeamWidth", width))
+        self.library.check("SetModelBeamWidth", self._call("SetModelBeamWidth", width))
 
     def enable_scorer(self, scorer_path: str | Path) -> None:
-        self._check("EnableExternalScorer", self._call("EnableExternalScorer", str(scorer_path).encode()))
-
-    def disable_scorer(self) -> None:
-        self._check("DisableExternalScorer", self._call("DisableExternalScorer"))
+        self.library.check("EnableExternalScorer", self._call("EnableExternalScorer", str(scorer_path).encode()))
 
     def set_scorer_alpha_beta(self, alpha: float, beta: float) -> None:
-        self._check("SetScorerAlphaBeta", self._call("SetScorerAlphaBeta", alpha, beta))
+        self.library.check("SetScorerAlphaBeta", self._call("SetScorerAlphaBeta", alpha, beta))
 
     def speech_to_text(self, samples: np.ndarray) -> str:
         buffer, count = _int16_buffer(samples)

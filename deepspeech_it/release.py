@@ -9,7 +9,6 @@ Archives are reproducible: sorted members, fixed owner and time.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import platform
@@ -20,10 +19,11 @@ from pathlib import Path
 from typing import Iterable
 
 from .atomic import atomic_path, write_text_atomic
+from .audio import WAV_HEADER_BYTES
 from .progress import progress_bar
+from .stage import sha256_of
 
 LICENCE = "MPL-2.0"       # the project's licence, as DeepSpeech's own models
-WAV_HEADER_BYTES = 44
 BYTES_PER_SECOND = 2 * 16000
 
 
@@ -106,14 +106,6 @@ class _Counted(io.RawIOBase):
         block = self._handle.read(size)
         self._bar.update(min(self._bar.value + len(block), self._bar.max_value))
         return block
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_sha256sums(path: Path, files: Iterable[Path]) -> dict[str, str]:

@@ -26,11 +26,15 @@ def file_digest(path: str | Path) -> str:
     stat = path.stat()
     if stat.st_size > FULL_HASH_LIMIT:
         return f"size={stat.st_size};mtime_ns={stat.st_mtime_ns}"
+    return "sha256=" + sha256_of(path)
+
+
+def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return "sha256=" + digest.hexdigest()
+    return digest.hexdigest()
 
 
 def fingerprint(params: dict[str, Any], inputs: Iterable[str | Path] = ()) -> dict[str, Any]:

@@ -250,9 +250,9 @@ class Trainer:
         return "starting from fresh weights"
 
     def save(self, kind: str) -> Path | None:
-        tensors = training_tensors(self.model, self.optimizer, self.global_step)
         if not self.chief:
             return None
+        tensors = training_tensors(self.model, self.optimizer, self.global_step)
         self.progress.plan_key = self.plan_key
         keep = self.params.max_to_keep if kind == TRAIN_PREFIX else 1
         return save_checkpoint(self.checkpoint_dir, kind, tensors, asdict(self.progress), keep)

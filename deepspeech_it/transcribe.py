@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .alphabet import Alphabet
-from .audio import read_audio, to_training_samples
-from .decoding import Transcript, greedy_decode
+from .audio import load_training_samples
+from .decoding import ScorerDecoder, Transcript, greedy_decode, scorer_spec
 
 PCM_SCALE = 1.0 / 32768.0          # the client's int16 → float multiplier, 1 / (1 << 15)
 
@@ -181,8 +181,7 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Any file soundfile decodes (wav, flac, mp3, ...) at any rate and channel count → mono int16 at SAMPLE_RATE."""
     if sample_rate != 16000:
         raise TranscribeError(f"the model wants {sample_rate} Hz audio; only 16 kHz models are supported")
-    samples, rate = read_audio(path)
-    return to_training_samples(samples, rate)
+    return load_training_samples(path)
 
 
 class Transcriber:
@@ -199,11 +198,11 @@ class Transcriber:
         self.frame_seconds = info.step_samples / info.sample_rate
         self._scorer = None
         if scorer_path is not None:
-            from .decoding import ScorerDecoder, scorer_spec
             from .scorer import read_scorer
 
             header = read_scorer(scorer_path)
-            self._scorer = ScorerDecoder(scorer_spec(scorer_path, info.alphabet, beam_width or info.beam_width))
+            self._scorer = ScorerDecoder(scorer_spec(scorer_path, info.alphabet, beam_width or info.beam_width,
+                                                     header))
             self.alpha = header.alpha if alpha is None else alpha
             self.beta = header.beta if beta is None else beta
 
