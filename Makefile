@@ -29,7 +29,7 @@ help:  ## List the targets
 setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment, KenLM and the CTC decoder; once
 
 $(SETUP_STAMP): requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh \
-		deepspeech_it/native/ctc_beam_search.cc
+		deepspeech_it/decode/ctc_beam_search.cc
 	scripts/install_debian_packages.sh $(DEBIAN_PACKAGES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt

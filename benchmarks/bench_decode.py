@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from deepspeech_it.alphabet import Alphabet
 from deepspeech_it.config import load_config
-from deepspeech_it.decoding import FRAME_SECONDS, DecoderPool, ScorerDecoder, ScorerSpec, default_jobs, scorer_spec
-from deepspeech_it.lm_search import error_rates
-from deepspeech_it.scorer import build_dictionary, write_scorer
-from deepspeech_it.synth import project_sentences
-from deepspeech_it.textnorm import Normalizer, Rejected
-from deepspeech_it.tools import find_tool
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.textnorm import Normalizer, Rejected
+from deepspeech_it.decode.ctc import FRAME_SECONDS, DecoderPool, ScorerDecoder, ScorerSpec, default_jobs, scorer_spec
+from deepspeech_it.demo.synth import project_sentences
+from deepspeech_it.evaluate.alpha_beta import error_rates
+from deepspeech_it.lm.scorer import build_dictionary, write_scorer
+from deepspeech_it.paths import find_tool
 
 ALPHABET = Alphabet.from_file(Path(__file__).resolve().parents[1] / "alphabet" / "it.txt")
 BEAM_WIDTH = 500

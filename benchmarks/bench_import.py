@@ -13,9 +13,9 @@ from pathlib import Path
 
 import sox
 
-from deepspeech_it import commonvoice
-from deepspeech_it.commonvoice import ClipTask, convert_all
-from deepspeech_it.synth import build_archive
+from deepspeech_it.data import commonvoice
+from deepspeech_it.data.commonvoice import ClipTask, convert_all
+from deepspeech_it.demo.synth import build_archive
 
 CLIPS = 240
 GOAL = 4.0

@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import ALPHABET_DIR
-from deepspeech_it.kenlm_tools import estimate_arpa, kenlm_programs, run_tool
-from deepspeech_it.lm_corpus import Source, prepare_corpus, text_batches
-from deepspeech_it.synth import project_sentences
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.demo.synth import project_sentences
+from deepspeech_it.lm.corpus import Source, prepare_corpus, text_batches
+from deepspeech_it.lm.kenlm_tools import estimate_arpa, kenlm_programs, run_tool
+from deepspeech_it.paths import ALPHABET_DIR
 
 LINES = 200_000
 ROUNDS = 2  # the machine may be shared: each side keeps its best of ROUNDS runs, taken in turns

@@ -23,10 +23,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deepspeech_it.audio import wav_bytes
-from deepspeech_it.features import N_INPUT, SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES, wav_bytes_to_mfcc
-from deepspeech_it.model import build_model, dense_flops_per_frame, keras_policy, on_gpu
-from deepspeech_it.training import ctc_per_utterance, make_optimizer
+from deepspeech_it.data.audio import wav_bytes
+from deepspeech_it.data.framing import SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES
+from deepspeech_it.model.features import N_INPUT, wav_bytes_to_mfcc
+from deepspeech_it.model.network import build_model, dense_flops_per_frame, keras_policy, on_gpu
+from deepspeech_it.model.steps import ctc_per_utterance, make_optimizer
 
 N_CLASSES = 39          # Italian alphabet (38 labels) + blank
 LABELS_PER_SECOND = 15  # characters per second of read speech

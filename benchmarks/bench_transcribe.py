@@ -19,12 +19,13 @@ from pathlib import Path
 
 import jiwer
 
-from deepspeech_it import native_clients
-from deepspeech_it.acoustic_outputs import read_split
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.audio import SAMPLE_RATE, load_training_samples
 from deepspeech_it.config import load_config
-from deepspeech_it.transcribe import CLIENT_THREADS, Transcriber
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.audio import load_training_samples
+from deepspeech_it.data.framing import SAMPLE_RATE
+from deepspeech_it.evaluate.acoustic_outputs import read_split
+from deepspeech_it.export import native_clients
+from deepspeech_it.export.transcribe import CLIENT_THREADS, Transcriber
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHABET = Alphabet.from_file(ROOT / "alphabet" / "it.txt")
@@ -44,9 +45,8 @@ def demo_release(data_dir: Path):
 
 def standalone_release(folder: Path):
     sys.path.insert(0, str(ROOT / "tests"))
-    from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
-
     from bench_decode import normalized_sentences
+    from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
 
     sentences = normalized_sentences()
     clips = [Clip(speak(folder / f"clip{i}.wav", text), text) for i, text in enumerate(sentences[:STANDALONE_CLIPS])]

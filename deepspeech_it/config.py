@@ -15,14 +15,25 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .alphabet import Alphabet
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ALPHABET_DIR = PROJECT_ROOT / "alphabet"
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.evaluate.grid import parse_evaluate_range
+from deepspeech_it.paths import ALPHABET_DIR
 
 
 class ConfigError(Exception):
     """A variable holds a value the pipeline cannot use. The message is one line naming the variable."""
+
+
+# ---- file names of the data folder and of the release: every module takes them from here -----------------------
+
+SPLITS = ("train", "dev", "test")
+IMPORT_REPORT_FILE = "import_report.json"
+SCORER_FILE = "kenlm.scorer"
+LM_BINARY_FILE = "lm.binary"
+LM_REPORT_FILE = "lm_report.json"
+LM_COVERAGE_FIGURE = "lm_vocabulary_coverage.png"
+ALPHABET_FILE = "alphabet.txt"
+TFLITE_FILE = "output_graph.tflite"
 
 
 # ---- parsers: text -> value, ValueError says what is allowed ------------------------------------------------
@@ -132,8 +143,6 @@ def _prune(text: str) -> tuple[int, ...]:
 def _evaluate_range(text: str):
     if not text:
         return ()
-    from .lm_search import parse_evaluate_range  # the one parser; stage 05 uses it too
-
     return parse_evaluate_range(text)
 
 
@@ -257,6 +266,14 @@ class Layout:
     @property
     def cv_dir(self) -> Path:
         return self.data_dir / "data" / "cv-it"
+
+    def cv_csv(self, split: str) -> Path:
+        return self.cv_dir / f"{split}.csv"
+
+    @property
+    def scorer(self) -> Path:
+        """Stage 03's scorer, whose header stage 05 updates; stage 06 copies it into the release."""
+        return self.lm / SCORER_FILE
 
     @property
     def lm(self) -> Path:

@@ -2,8 +2,8 @@
 """Stage 05: chooses lm_alpha/lm_beta on the dev set with the scorer, decodes the test set once with the choice,
 and writes the chosen pair into the scorer's header."""
 
-from deepspeech_it.cli import run_stage
-from deepspeech_it.lm_eval_stage import evaluate_language_model
+from deepspeech_it.pipeline.runner import run_stage
+from deepspeech_it.pipeline.s05_evaluate_lm import evaluate_lm
 
 if __name__ == "__main__":
-    run_stage(evaluate_language_model)
+    run_stage(evaluate_lm)

@@ -3,7 +3,7 @@
 # which links KenLM's library:
 #   PREFIX/bin                         lmplz, build_binary, filter
 #   PREFIX/lib, PREFIX/include         KenLM's static libraries and headers, built position-independent
-#   PREFIX/lib/libctc_beam_search.so   deepspeech_it/native/ctc_beam_search.cc, loaded by deepspeech_it/decoding.py
+#   PREFIX/lib/libctc_beam_search.so   deepspeech_it/decode/ctc_beam_search.cc, loaded by deepspeech_it/decode/ctc.py
 # This is the one recipe: `make setup` and the Dockerfile's build stage both call it.
 #
 #   scripts/build_kenlm.sh PREFIX          e.g. scripts/build_kenlm.sh tools/kenlm
@@ -20,7 +20,7 @@ KENLM_SHA256=c4628bb9fb63c8a6f9240035b8b037385cfc404cb72e933cf48878291edac1e8
 KENLM_MAX_ORDER=6
 PROGRAMS=(lmplz build_binary filter)
 LIBRARIES=(libkenlm.a libkenlm_util.a)
-DECODER_SOURCE="$(cd "$(dirname "$0")/.." && pwd)/deepspeech_it/native/ctc_beam_search.cc"
+DECODER_SOURCE="$(cd "$(dirname "$0")/.." && pwd)/deepspeech_it/decode/ctc_beam_search.cc"
 DECODER=libctc_beam_search.so
 
 if [[ $# -ne 1 ]]; then
@@ -71,7 +71,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/build-kenlm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 echo "Downloading the kenlm $KENLM_VERSION source distribution"
-"$python" -m pip download --quiet --no-deps --no-binary :all: --dest "$work" "kenlm==$KENLM_VERSION"
+"$python" -m pip download --quiet --no-deps --no-binary kenlm --dest "$work" "kenlm==$KENLM_VERSION"
 archive="$work/kenlm-$KENLM_VERSION.tar.gz"
 echo "$KENLM_SHA256  $archive" | sha256sum --check --quiet -
 

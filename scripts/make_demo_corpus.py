@@ -11,12 +11,12 @@ import hashlib
 import sys
 from pathlib import Path
 
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.atomic import atomic_path, write_text_atomic
-from deepspeech_it.config import ALPHABET_DIR
-from deepspeech_it.demo import demo_text
-from deepspeech_it.synth import build_archive
-from deepspeech_it.textnorm import Normalizer
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.textnorm import Normalizer
+from deepspeech_it.demo.sentences import demo_text
+from deepspeech_it.demo.synth import build_archive
+from deepspeech_it.paths import ALPHABET_DIR
+from deepspeech_it.util.atomic import atomic_path, write_text_atomic
 
 VOICES = {
     "train": ["it", "it+m1", "it+m2", "it+m3", "it+m4", "it+m5", "it+m6", "it+m7", "it+f1", "it+f2", "it+f3",

@@ -4,7 +4,7 @@
 import sys
 
 from deepspeech_it.config import ConfigError, load_config
-from deepspeech_it.transcribe import command_line
+from deepspeech_it.export.transcribe import command_line
 
 
 def main() -> int:

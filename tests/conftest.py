@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deepspeech_it.synth import Manifest, build_archive
+from deepspeech_it.demo.synth import Manifest, build_archive
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,14 +1,13 @@
 """Hand-made probability matrices and tiny KenLM models for the decoding and lm_alpha/lm_beta tests."""
 
-from pathlib import Path
-
 import subprocess
+from pathlib import Path
 
 import numpy as np
 
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.scorer import build_dictionary, write_scorer
-from deepspeech_it.tools import find_tool
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.lm.scorer import build_dictionary, write_scorer
+from deepspeech_it.paths import find_tool
 
 ALPHABET = Alphabet.from_file(Path(__file__).resolve().parents[1] / "alphabet" / "it.txt")
 BLANK = "_"

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deepspeech_it import export, features
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.audio import load_training_samples
-from deepspeech_it.scorer import build_dictionary, write_scorer
-from deepspeech_it.tools import find_tool
-from deepspeech_it.transcribe import TFLiteModel
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.audio import load_training_samples
+from deepspeech_it.export import graph as export
+from deepspeech_it.export.transcribe import TFLiteModel
+from deepspeech_it.lm.scorer import build_dictionary, write_scorer
+from deepspeech_it.model import features
+from deepspeech_it.paths import find_tool
 
 TARGET_LOGIT = 12.0
 

@@ -2,8 +2,8 @@ import struct
 
 import pytest
 
-from deepspeech_it.alphabet import Alphabet, AlphabetError
-from deepspeech_it.config import ALPHABET_DIR
+from deepspeech_it.data.alphabet import Alphabet, AlphabetError
+from deepspeech_it.paths import ALPHABET_DIR
 
 
 def test_italian_alphabet_has_the_38_labels():

@@ -1,11 +1,10 @@
 import json
 
 import numpy as np
-
 import pytest
 
-from deepspeech_it import checks
-from deepspeech_it.checks import Digests, identify_archive
+from deepspeech_it.pipeline import preflight as checks
+from deepspeech_it.pipeline.preflight import Digests, identify_archive
 
 from conftest import run_script
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepspeech_it import native_clients
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.audio import wav_bytes
-from deepspeech_it.config import PROJECT_ROOT
-from deepspeech_it.decoding import characters_to_transcript
-from deepspeech_it.textnorm import Normalizer
-from deepspeech_it.transcribe import Transcriber
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.audio import wav_bytes
+from deepspeech_it.data.textnorm import Normalizer
+from deepspeech_it.decode.ctc import characters_to_transcript
+from deepspeech_it.export import native_clients
+from deepspeech_it.export.transcribe import Transcriber
+from deepspeech_it.paths import PROJECT_ROOT
 
 from export_helpers import build_test_scorer, confusable_frames, playback_tflite
 
@@ -28,7 +28,7 @@ ALPHABET = Alphabet.from_file(PROJECT_ROOT / "alphabet" / "it.txt")
 BEAM_WIDTH = 500
 CASES = 24
 SENTENCES = [Normalizer(ALPHABET).normalize(line)
-             for line in (PROJECT_ROOT / "deepspeech_it" / "data" / "frasi.txt").read_text().splitlines()
+             for line in (PROJECT_ROOT / "deepspeech_it" / "demo" / "frasi.txt").read_text().splitlines()
              if line and not line.startswith("#")]
 
 

@@ -3,9 +3,17 @@
 import numpy as np
 import pytest
 
+from deepspeech_it.decode.ctc import (
+    FRAME_SECONDS,
+    DecoderPool,
+    ScorerDecoder,
+    ScorerSpec,
+    collapse_ctc,
+    greedy_decode,
+    scorer_spec,
+)
+
 from decoding_helpers import ALPHABET, BLANK, probabilities, spelled, write_arpa, write_scorer_package
-from deepspeech_it.decoding import (FRAME_SECONDS, DecoderPool, ScorerDecoder, ScorerSpec, collapse_ctc,
-                                    greedy_decode, scorer_spec)
 
 
 def decoder(tmp_path, unigrams, words=None, bigrams={}, beam_width=100) -> ScorerDecoder:

@@ -4,7 +4,7 @@ import shutil
 import subprocess
 
 from deepspeech_it.config import VARIABLES
-from deepspeech_it.tools import DECODER_LIBRARY
+from deepspeech_it.paths import DECODER_LIBRARY
 
 from conftest import PROJECT_ROOT
 
@@ -60,6 +60,6 @@ def test_image_runs_make_train_as_the_trainer_user():
 
 def test_image_gets_the_decoder_built_from_the_source_it_copies():
     text = DOCKERFILE.read_text()
-    assert "COPY deepspeech_it/native deepspeech_it/native" in text, "the build stage compiles the decoder source"
+    assert "COPY deepspeech_it/decode/ctc_beam_search.cc deepspeech_it/decode/ctc_beam_search.cc" in text, "the build stage compiles the decoder source"
     copied = [line for line in _instruction(_final_stage(), "COPY") if "--from=kenlm" in line]
     assert any(DECODER_LIBRARY.name in line and line.split()[-1] == "tools/kenlm/lib/" for line in copied)

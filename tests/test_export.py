@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from deepspeech_it import export
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import PROJECT_ROOT
-from deepspeech_it.features import audio_to_mfcc
-from deepspeech_it.transcribe import TFLiteModel
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.export import graph as export
+from deepspeech_it.export.transcribe import TFLiteModel
+from deepspeech_it.model.features import audio_to_mfcc
+from deepspeech_it.paths import PROJECT_ROOT
 
 from export_helpers import speak
 
@@ -112,7 +112,7 @@ def test_tflite_outputs_equal_the_tf_graph(graph, tflite_float, tflite_quantized
 
 
 def test_feature_frames_are_the_clients_windows(tflite_float, clip):
-    from deepspeech_it.audio import load_training_samples
+    from deepspeech_it.data.audio import load_training_samples
 
     samples = load_training_samples(clip)
     model = TFLiteModel(tflite_float)
@@ -127,7 +127,7 @@ def test_feature_frames_are_the_clients_windows(tflite_float, clip):
 
 
 def test_saved_model_gives_the_tflite_frames_for_a_padded_batch(weights, tflite_float, clip, tmp_path):
-    from deepspeech_it.audio import load_training_samples
+    from deepspeech_it.data.audio import load_training_samples
 
     export.save_saved_model(weights, ALPHABET, tmp_path / "saved_model")
     serve = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"]

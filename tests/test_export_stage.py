@@ -9,9 +9,10 @@ import tarfile
 import numpy as np
 import pytest
 
-from deepspeech_it import checkpoint, export
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import PROJECT_ROOT
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.export import graph as export
+from deepspeech_it.model import checkpoint
+from deepspeech_it.paths import PROJECT_ROOT
 
 from conftest import run_script
 from export_helpers import build_test_scorer

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import PROJECT_ROOT
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.paths import PROJECT_ROOT
 
 from conftest import stage_env
 from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from deepspeech_it import commonvoice
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import ALPHABET_DIR
-from deepspeech_it.synth import build_archive
-from deepspeech_it.textnorm import Normalizer
+from deepspeech_it.data import commonvoice, csvfile
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.textnorm import Normalizer
+from deepspeech_it.demo.synth import build_archive
+from deepspeech_it.paths import ALPHABET_DIR
 
 from conftest import run_script
 
@@ -126,18 +126,18 @@ def test_too_short_rule_is_deepspeechs():
 def test_validator_accepts_the_import_and_names_each_problem(imported_corpus, tmp_path):
     alphabet = NORMALIZER.alphabet
     for split in commonvoice.SPLITS:
-        assert commonvoice.validate_csv(imported_corpus / f"{split}.csv", alphabet) == []
+        assert csvfile.validate(imported_corpus / f"{split}.csv", alphabet) == []
     rows = _rows(imported_corpus / "train.csv")
     broken = tmp_path / "train.csv"
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "short.wav").write_bytes(b"RIFF")
     with open(broken, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(commonvoice.CSV_FIELDS)
+        writer.writerow(csvfile.CSV_FIELDS)
         writer.writerow(["clips/gone.wav", "10", rows[0]["transcript"]])
         writer.writerow(["clips/short.wav", "99", "ciao"])
         writer.writerow(["clips/short.wav", "4", "ciao 3"])
-    problems = commonvoice.validate_csv(broken, alphabet)
+    problems = csvfile.validate(broken, alphabet)
     assert len(problems) == 3
     assert "gone.wav does not exist" in problems[0] and "size" in problems[1] and "not encodable" in problems[2]
-    assert commonvoice.validate_csv(tmp_path / "nothing.csv", alphabet)[0].endswith("run stage 02 (make import-cv)")
+    assert csvfile.validate(tmp_path / "nothing.csv", alphabet)[0].endswith("run stage 02 (make import-cv)")

@@ -8,21 +8,21 @@ import csv
 import gzip
 import json
 import logging
-import shutil
 import lzma
+import shutil
 from pathlib import Path
 
 import kenlm
 import pytest
 
-from deepspeech_it import lm_corpus
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import ALPHABET_DIR
-from deepspeech_it.kenlm_tools import estimate_arpa, kenlm_programs
-from deepspeech_it.lm_corpus import REASON_LEAK, Source, batched, held_out_sentences, prepare_corpus, top_words
-from deepspeech_it.scorer import read_scorer
-from deepspeech_it.synth import project_sentences
-from deepspeech_it.textnorm import REASON_NOT_ENCODABLE, Normalizer, Rejected
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.textnorm import REASON_NOT_ENCODABLE, Normalizer, Rejected
+from deepspeech_it.demo.synth import project_sentences
+from deepspeech_it.lm import corpus as lm_corpus
+from deepspeech_it.lm.corpus import REASON_LEAK, Source, batched, held_out_sentences, prepare_corpus, top_words
+from deepspeech_it.lm.kenlm_tools import estimate_arpa, kenlm_programs
+from deepspeech_it.lm.scorer import read_scorer
+from deepspeech_it.paths import ALPHABET_DIR
 
 from conftest import run_script
 

@@ -7,12 +7,21 @@ import json
 import numpy as np
 import pytest
 
+from deepspeech_it.decode.ctc import ScorerDecoder, scorer_spec
+from deepspeech_it.evaluate import acoustic_outputs
+from deepspeech_it.evaluate import alpha_beta as lm_search
+from deepspeech_it.evaluate.alpha_beta import (
+    EvaluationPaths,
+    PairResult,
+    SearchPlan,
+    choose_best,
+    scorer_digest_without_weights,
+    tune_alpha_beta,
+)
+from deepspeech_it.evaluate.grid import parse_evaluate_range
+from deepspeech_it.lm.scorer import read_scorer, set_default_alpha_beta
+
 from decoding_helpers import ALPHABET, BLANK, probabilities, spelled, write_scorer_package
-from deepspeech_it import acoustic_outputs, lm_search
-from deepspeech_it.decoding import ScorerDecoder, scorer_spec
-from deepspeech_it.lm_search import (EvaluationPaths, PairResult, SearchPlan, choose_best, evaluate_lm,
-                                     parse_evaluate_range, scorer_digest_without_weights)
-from deepspeech_it.scorer import read_scorer, set_default_alpha_beta
 
 
 @pytest.mark.parametrize("text, pairs", [
@@ -100,7 +109,7 @@ def paths_in(folder) -> EvaluationPaths:
 
 
 def run_evaluation(folder, scorer, outputs, plan, events, jobs=1):
-    """evaluate_lm as the stage calls it, every CSV read and every dev decode recorded in EVENTS."""
+    """tune_alpha_beta as the stage calls it, every CSV read and every dev decode recorded in EVENTS."""
     def predictor_factory():
         return (lambda wav: outputs[wav.name]), None
 
@@ -108,7 +117,7 @@ def run_evaluation(folder, scorer, outputs, plan, events, jobs=1):
         return lambda: acoustic_outputs.cached_split_outputs(folder / f"{split}.csv", folder / "tmp" / f"{split}.npz",
                                                              predictor_factory, [scorer], split, False)
 
-    return evaluate_lm(scorer_spec(scorer, ALPHABET, beam_width=64), loader("dev"), loader("test"), plan,
+    return tune_alpha_beta(scorer_spec(scorer, ALPHABET, beam_width=64), loader("dev"), loader("test"), plan,
                        paths_in(folder), fingerprint="fp", jobs=jobs, progress=False,
                        rewrite_header=lambda a, b: set_default_alpha_beta(scorer, a, b))
 
@@ -217,9 +226,10 @@ def test_stage_05_script_runs_skips_and_refuses_two_searches(imported_corpus, tm
     """Stage 05 on the imported demo corpus with a small random checkpoint and a scorer of the corpus' words."""
     import shutil
 
+    from deepspeech_it.export.graph import random_weights
+    from deepspeech_it.model.checkpoint import save_checkpoint
+
     from conftest import run_script
-    from deepspeech_it.checkpoint import save_checkpoint
-    from deepspeech_it.export import random_weights
 
     data_dir = tmp_path / "data"
     shutil.copytree(imported_corpus.parent.parent, data_dir)

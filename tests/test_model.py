@@ -14,11 +14,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.checkpoint import (BETA1, BETA2, EPSILON, CheckpointError, load_training_state,
-                                      load_weights_by_ds_name, read_bundle, save_checkpoint, training_tensors,
-                                      write_bundle)
-from deepspeech_it.model import build_model, count_parameters, ds_tensors, get_ds_weights, lstm_hoisted
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.model.checkpoint import (
+    BETA1,
+    BETA2,
+    EPSILON,
+    CheckpointError,
+    load_training_state,
+    load_weights_by_ds_name,
+    read_bundle,
+    save_checkpoint,
+    training_tensors,
+    write_bundle,
+)
+from deepspeech_it.model.network import build_model, count_parameters, ds_tensors, get_ds_weights, lstm_hoisted
 
 ROOT = Path(__file__).resolve().parents[1]
 N_HIDDEN, N_CLASSES, BATCH, FRAMES = 12, 7, 3, 11        # small geometry of the equivalence tests

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import tensorflow as tf
 
-from deepspeech_it.features import audio_to_mfcc, context_windows, pcm16_to_float, wav_bytes_to_mfcc
+from deepspeech_it.model.features import audio_to_mfcc, context_windows, pcm16_to_float, wav_bytes_to_mfcc
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Proof that DeepSpeech 0.9.3 and Coqui STT 1.4 run our models: the real libraries, through ctypes.
 
 The wheels ``deepspeech-tflite==0.9.3`` and ``stt==1.4.0`` are downloaded once into ``.cache/native-clients``.
-Each client runs in a child process (``deepspeech_it.native_clients.run_client``).
+Each client runs in a child process (``deepspeech_it.export.native_clients.run_client``).
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import jiwer
 import pytest
 
-from deepspeech_it import native_clients
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import PROJECT_ROOT
-from deepspeech_it.transcribe import Transcriber
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.export import native_clients
+from deepspeech_it.export.transcribe import Transcriber
+from deepspeech_it.paths import PROJECT_ROOT
 
 from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
 

@@ -10,12 +10,12 @@ import kenlm
 import pytest
 import pywrapfst
 
-from deepspeech_it import scorer as sc
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import ALPHABET_DIR
-from deepspeech_it.kenlm_tools import build_binary, estimate_arpa, filter_arpa, kenlm_programs
-from deepspeech_it.synth import project_sentences
-from deepspeech_it.textnorm import Normalizer
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.textnorm import Normalizer
+from deepspeech_it.demo.synth import project_sentences
+from deepspeech_it.lm import scorer as sc
+from deepspeech_it.lm.kenlm_tools import build_binary, estimate_arpa, filter_arpa, kenlm_programs
+from deepspeech_it.paths import ALPHABET_DIR
 
 ORDER = 3
 ALPHA, BETA = 0.931289039105002, 1.1834137581510284

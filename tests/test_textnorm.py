@@ -1,8 +1,8 @@
 import pytest
 
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.config import ALPHABET_DIR
-from deepspeech_it.textnorm import REASON_EMPTY, REASON_NOT_ENCODABLE, Normalizer, Rejected, fix_old_style_accents
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.data.textnorm import REASON_EMPTY, REASON_NOT_ENCODABLE, Normalizer, Rejected, fix_old_style_accents
+from deepspeech_it.paths import ALPHABET_DIR
 
 ITALIAN = Normalizer(Alphabet.from_file(ALPHABET_DIR / "it.txt"))
 ENGLISH = Normalizer(Alphabet.from_file(ALPHABET_DIR / "en.txt"), english_compatible=True)

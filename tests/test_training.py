@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deepspeech_it.alphabet import Alphabet
-from deepspeech_it.checkpoint import latest_checkpoint, load_weights_by_ds_name, read_progress
-from deepspeech_it.dataset import batch_plan, read_csvs
-from deepspeech_it.training import Trainer, TrainParams, train_and_test
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.model.checkpoint import latest_checkpoint, load_weights_by_ds_name, read_progress
+from deepspeech_it.model.dataset import batch_plan, read_csvs
+from deepspeech_it.model.training import Trainer, TrainParams, train_and_test
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHABET = Alphabet.from_file(ROOT / "alphabet" / "it.txt")
@@ -119,8 +119,8 @@ def test_sigkilled_run_resumes_at_the_right_step_and_matches_an_uninterrupted_on
     killed = run_child(f"""
         import os, signal
         from pathlib import Path
-        from deepspeech_it import training
-        from deepspeech_it.alphabet import Alphabet
+        from deepspeech_it.model import training
+        from deepspeech_it.data.alphabet import Alphabet
         save = training.Trainer.save
         def save_or_die(self, kind):
             if self.global_step == 5:                    # during the 2nd batch of the 2nd epoch
@@ -171,7 +171,7 @@ def test_transfer_learning_drops_the_output_layer_once(corpus, tmp_path):
 
 
 def _ds(trainer):
-    from deepspeech_it.model import get_ds_weights
+    from deepspeech_it.model.network import get_ds_weights
     return get_ds_weights(trainer.model)
 
 
@@ -204,10 +204,10 @@ def test_two_replica_mirrored_run_trains(corpus, tmp_path, policy):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from pathlib import Path
-        from deepspeech_it import training
-        training.keras_policy = lambda amp, gpu: {policy!r}
-        from deepspeech_it.alphabet import Alphabet
-        from deepspeech_it.dataset import read_csvs
+        from deepspeech_it.model import trainer as loop, training
+        loop.keras_policy = lambda amp, gpu: {policy!r}
+        from deepspeech_it.data.alphabet import Alphabet
+        from deepspeech_it.model.dataset import read_csvs
         c, out = Path({str(corpus)!r}), Path({str(tmp_path)!r})
         alphabet = Alphabet.from_file("alphabet/it.txt")
         train, _ = read_csvs([c / "train.csv"], alphabet)

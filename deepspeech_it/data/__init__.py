@@ -1,0 +1,1 @@
+"""Speech data: the alphabet, audio conversion, Italian text normalisation, corpora importers and the DeepSpeech CSV."""

@@ -1,0 +1,99 @@
+"""Audio decoding and conversion to what DeepSpeech trains on: 16 kHz, mono, 16-bit PCM wav.
+
+Everything happens in-process (libsndfile decodes MP3, soxr resamples), so converting a clip costs no process
+start, which is what made the one-sox-per-clip importer slow.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+
+from deepspeech_it.data.framing import PCM_SCALE, SAMPLE_RATE
+from deepspeech_it.util.atomic import atomic_path
+from deepspeech_it.util.errors import PipelineError
+
+
+class AudioError(PipelineError, ValueError):
+    """The file is not audio that can be decoded, or holds no samples."""
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    frames: int
+    sample_rate: int
+    channels: int
+    subtype: str
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def is_training_format(self) -> bool:
+        return self.sample_rate == SAMPLE_RATE and self.channels == 1 and self.subtype == "PCM_16" and self.frames > 0
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Samples as float32 in [-1, 1], shape (frames, channels), and the file's sample rate."""
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, EOFError) as problem:
+        raise AudioError(f"cannot decode {Path(path).name}: {problem}") from None
+    if samples.size == 0:
+        raise AudioError(f"{Path(path).name} holds no audio")
+    return samples, rate
+
+
+def to_training_samples(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Down-mixes to mono and resamples to 16 kHz; returns int16 samples."""
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    if rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    return (np.clip(mono, -1.0, 1.0 - PCM_SCALE) / PCM_SCALE).astype(np.int16)
+
+
+def load_training_samples(path: str | Path) -> np.ndarray:
+    """Any audio file as 16 kHz mono int16 samples."""
+    return to_training_samples(*read_audio(path))
+
+
+def wav_bytes(samples: np.ndarray) -> bytes:
+    """A canonical 44-byte-header PCM wav of int16 mono samples at 16 kHz."""
+    data = samples.astype("<i2", copy=False).tobytes()
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16, 1, 1, SAMPLE_RATE,
+                         SAMPLE_RATE * 2, 2, 16, b"data", len(data))
+    return header + data
+
+
+def write_wav(path: str | Path, samples: np.ndarray) -> None:
+    """Writes int16 mono samples as a 16 kHz wav, atomically.
+
+    Written by hand rather than through libsndfile, whose close() syncs every file to disk: on an import of a
+    hundred thousand clips that sync, not the conversion, would set the pace.
+    """
+    with atomic_path(path) as temp:
+        temp.write_bytes(wav_bytes(samples))
+
+
+def convert_to_wav(source: str | Path, target: str | Path) -> int:
+    """Converts SOURCE to a training wav at TARGET; returns the number of frames written."""
+    samples = load_training_samples(source)
+    if samples.size == 0:
+        raise AudioError(f"{Path(source).name} holds no audio")
+    write_wav(target, samples)
+    return int(samples.size)
+
+
+def wav_info(path: str | Path) -> WavInfo | None:
+    """The header of a wav file, or None when it is missing or unreadable."""
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, OSError):
+        return None
+    return WavInfo(frames=info.frames, sample_rate=info.samplerate, channels=info.channels, subtype=info.subtype)

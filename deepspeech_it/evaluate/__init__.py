@@ -1,0 +1,1 @@
+"""Evaluation: acoustic outputs of dev and test, the lm_alpha/lm_beta search, word and character error rates."""

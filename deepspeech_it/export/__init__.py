@@ -1,0 +1,1 @@
+"""Export: the TFLite inference graph and SavedModel, the real native clients, the release, and transcription."""

@@ -1,0 +1,374 @@
+"""The real native clients, libdeepspeech.so 0.9.3 and libstt.so 1.4, driven through ctypes.
+
+They are the proof that our models are what DeepSpeech and Coqui STT users can run. The libraries come from the
+PyPI wheels ``deepspeech-tflite==0.9.3`` and ``stt==1.4.0`` (CPython 3.9 builds; only the C libraries inside are
+used, so any Python can load them). The wheels are downloaded once with pip into a cache folder.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepspeech_it.data.framing import SAMPLE_RATE
+from deepspeech_it.paths import PROJECT_ROOT
+from deepspeech_it.util.atomic import write_bytes_atomic
+from deepspeech_it.util.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class ClientRelease:
+    name: str          # short name used in reports: "deepspeech" or "stt"
+    package: str       # PyPI distribution
+    version: str
+    prefix: str        # C API prefix
+    libraries: tuple[str, ...]   # paths inside the wheel, in load order (dependencies first)
+
+
+DEEPSPEECH = ClientRelease("deepspeech", "deepspeech-tflite", "0.9.3", "DS",
+                           ("deepspeech/lib/libdeepspeech.so",))
+STT = ClientRelease("stt", "stt", "1.4.0", "STT", ("stt/lib/libkenlm.so", "stt/lib/libstt.so"))
+RELEASES = (DEEPSPEECH, STT)
+
+# The wheels are tagged manylinux1 (DeepSpeech) and manylinux_2_24 (STT); pip accepts either tag for both.
+WHEEL_PLATFORMS = ("manylinux1_x86_64", "manylinux_2_24_x86_64")
+WHEEL_PYTHON = "3.9"
+DEFAULT_CACHE = PROJECT_ROOT / ".cache" / "native-clients"
+# What both clients print when the scorer's dictionary cannot be memory-mapped because it was written unaligned.
+MAPPING_WARNING = "could not be honored"
+
+
+class NativeClientError(PipelineError, RuntimeError):
+    pass
+
+
+class ClientUnavailable(NativeClientError):
+    """The client's wheel could not be downloaded: nothing was tried, nothing was refused."""
+
+
+def fetch_libraries(release: ClientRelease, cache_dir: str | Path) -> list[Path]:
+    """Downloads the release's wheel into CACHE_DIR (once) and extracts its shared libraries; returns their paths."""
+    cache_dir = Path(cache_dir)
+    target = cache_dir / f"{release.package}-{release.version}"
+    paths = [target / Path(member).name for member in release.libraries]
+    if all(p.exists() for p in paths):
+        return paths
+    wheel = _download_wheel(release, cache_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as archive:
+        for member, path in zip(release.libraries, paths):
+            write_bytes_atomic(path, archive.read(member))
+    return paths
+
+
+def _download_wheel(release: ClientRelease, cache_dir: Path) -> Path:
+    stem = release.package.replace("-", "_") + "-" + release.version + "-"
+    found = sorted(cache_dir.glob(stem + "*.whl"))
+    if found:
+        return found[0]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+               "--python-version", WHEEL_PYTHON, "--dest", str(cache_dir)]
+    for platform in WHEEL_PLATFORMS:
+        command += ["--platform", platform]
+    command.append(f"{release.package}=={release.version}")
+    result = subprocess.run(command, capture_output=True, text=True)
+    found = sorted(cache_dir.glob(stem + "*.whl"))
+    if result.returncode != 0 or not found:
+        raise ClientUnavailable(f"pip could not download {release.package}=={release.version}: "
+                                f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no wheel'}")
+    return found[0]
+
+
+class _TokenMetadata(ctypes.Structure):
+    _fields_ = [("text", ctypes.c_char_p), ("timestep", ctypes.c_uint), ("start_time", ctypes.c_float)]
+
+
+class _CandidateTranscript(ctypes.Structure):
+    _fields_ = [("tokens", ctypes.POINTER(_TokenMetadata)), ("num_tokens", ctypes.c_uint),
+                ("confidence", ctypes.c_double)]
+
+
+class _Metadata(ctypes.Structure):
+    _fields_ = [("transcripts", ctypes.POINTER(_CandidateTranscript)), ("num_transcripts", ctypes.c_uint)]
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    timestep: int
+    start_time: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    confidence: float
+    tokens: tuple[Token, ...]
+
+
+class NativeLibrary:
+    """One loaded client library with the part of the C API we use, under prefix-free names."""
+
+    def __init__(self, release: ClientRelease, library_paths: list[Path]):
+        self.release = release
+        # libstt.so links libkenlm.so without an rpath: load it globally first. The client library itself stays
+        # local, so that its TensorFlow Lite symbols cannot stand in for those of another library in the process.
+        for dependency in library_paths[:-1]:
+            ctypes.CDLL(str(dependency), mode=ctypes.RTLD_GLOBAL)
+        self._lib = ctypes.CDLL(str(library_paths[-1]), mode=ctypes.RTLD_LOCAL)
+        self._declare()
+
+    @classmethod
+    def load(cls, release: ClientRelease, cache_dir: str | Path) -> "NativeLibrary":
+        return cls(release, fetch_libraries(release, cache_dir))
+
+    def _fn(self, name: str):
+        return getattr(self._lib, f"{self.release.prefix}_{name}")
+
+    def _declare(self) -> None:
+        p = ctypes.c_void_p
+        signatures = {
+            "CreateModel": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(p)]),
+            "FreeModel": (None, [p]),
+            "GetModelSampleRate": (ctypes.c_int, [p]),
+            "GetModelBeamWidth": (ctypes.c_uint, [p]),
+            "SetModelBeamWidth": (ctypes.c_int, [p, ctypes.c_uint]),
+            "EnableExternalScorer": (ctypes.c_int, [p, ctypes.c_char_p]),
+            "SetScorerAlphaBeta": (ctypes.c_int, [p, ctypes.c_float, ctypes.c_float]),
+            # char* results are kept as raw pointers so that they can be handed back to FreeString.
+            "SpeechToText": (p, [p, ctypes.POINTER(ctypes.c_short), ctypes.c_uint]),
+            "SpeechToTextWithMetadata": (ctypes.POINTER(_Metadata),
+                                         [p, ctypes.POINTER(ctypes.c_short), ctypes.c_uint, ctypes.c_uint]),
+            "FreeMetadata": (None, [ctypes.POINTER(_Metadata)]),
+            "FreeString": (None, [p]),
+            "Version": (p, []),
+            "ErrorCodeToErrorMessage": (p, [ctypes.c_int]),
+        }
+        for name, (restype, argtypes) in signatures.items():
+            fn = self._fn(name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+
+    def _take_string(self, pointer) -> str | None:
+        if not pointer:
+            return None
+        try:
+            return ctypes.string_at(pointer).decode("utf-8")
+        finally:
+            self._fn("FreeString")(pointer)
+
+    def version(self) -> str:
+        return self._take_string(self._fn("Version")())
+
+    def error_message(self, code: int) -> str:
+        return self._take_string(self._fn("ErrorCodeToErrorMessage")(code))
+
+    def create_model(self, model_path: str | Path) -> "NativeModel":
+        """Loads a TFLite model; raises NativeClientError with the client's own message if it refuses."""
+        handle = ctypes.c_void_p()
+        code = self._fn("CreateModel")(str(model_path).encode(), ctypes.byref(handle))
+        self.check("CreateModel", code)
+        return NativeModel(self, handle)
+
+    def check(self, name: str, code: int) -> None:
+        """Raises NativeClientError with the client's own message when {prefix}_NAME returned CODE != 0."""
+        if code != 0:
+            raise NativeClientError(f"{self.release.prefix}_{name} returned {code:#06x}: {self.error_message(code)}")
+
+
+class NativeModel:
+    def __init__(self, library: NativeLibrary, handle: ctypes.c_void_p):
+        self.library = library
+        self._handle = handle
+
+    def _call(self, name: str, *args):
+        if self._handle is None:
+            raise NativeClientError("the model has been freed")
+        return self.library._fn(name)(self._handle, *args)
+
+    @property
+    def sample_rate(self) -> int:
+        return self._call("GetModelSampleRate")
+
+    @property
+    def beam_width(self) -> int:
+        return self._call("GetModelBeamWidth")
+
+    def set_beam_width(self, width: int) -> None:
+        self.library.check("SetModelBeamWidth", self._call("SetModelBeamWidth", width))
+
+    def enable_scorer(self, scorer_path: str | Path) -> None:
+        self.library.check("EnableExternalScorer", self._call("EnableExternalScorer", str(scorer_path).encode()))
+
+    def set_scorer_alpha_beta(self, alpha: float, beta: float) -> None:
+        self.library.check("SetScorerAlphaBeta", self._call("SetScorerAlphaBeta", alpha, beta))
+
+    def speech_to_text(self, samples: np.ndarray) -> str:
+        buffer, count = _int16_buffer(samples)
+        text = self.library._take_string(self._call("SpeechToText", buffer, count))
+        if text is None:
+            raise NativeClientError(f"{self.library.release.prefix}_SpeechToText failed")
+        return text
+
+    def speech_to_text_with_metadata(self, samples: np.ndarray, num_results: int = 1) -> list[Candidate]:
+        buffer, count = _int16_buffer(samples)
+        metadata = self._call("SpeechToTextWithMetadata", buffer, count, num_results)
+        if not metadata:
+            raise NativeClientError(f"{self.library.release.prefix}_SpeechToTextWithMetadata failed")
+        try:
+            candidates = []
+            for i in range(metadata.contents.num_transcripts):
+                transcript = metadata.contents.transcripts[i]
+                tokens = tuple(Token(t.text.decode("utf-8"), t.timestep, t.start_time)
+                               for t in transcript.tokens[:transcript.num_tokens])
+                candidates.append(Candidate("".join(t.text for t in tokens), transcript.confidence, tokens))
+            return candidates
+        finally:
+            self.library._fn("FreeMetadata")(metadata)
+
+    def free(self) -> None:
+        if self._handle is not None:
+            self.library._fn("FreeModel")(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "NativeModel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.free()
+
+
+def _int16_buffer(samples: np.ndarray):
+    samples = np.ascontiguousarray(samples, dtype=np.int16)
+    return samples.ctypes.data_as(ctypes.POINTER(ctypes.c_short)), samples.size
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Running a client in a child process
+#
+# Each client embeds its own TensorFlow Lite (r2.3 in libdeepspeech.so, 2.9 in libstt.so) and aborts on some
+# malformed models, so it runs in a process of its own: a crash is a reported failure, and the two runtimes never
+# share a process with each other or with TensorFlow.
+
+
+@dataclass(frozen=True)
+class ClientRun:
+    release: str
+    version: str
+    sample_rate: int
+    beam_width: int
+    results: list[dict]        # per file: file, text, seconds (time in SpeechToText), audio_seconds; with
+                               # metadata also confidence and timesteps (the frame of each character)
+    stderr: str                # what the library printed (TensorFlow/DeepSpeech banners, scorer warnings)
+
+
+def run_client(release: ClientRelease, model_path: str | Path, files=(), *, scorer_path=None, beam_width=None,
+               alpha=None, beta=None, metadata: bool = False, cache_dir: str | Path = DEFAULT_CACHE,
+               timeout: float = 600) -> ClientRun:
+    """Loads MODEL_PATH (and the scorer) in the real client in a child process and transcribes FILES with
+    {prefix}_SpeechToText, or {prefix}_SpeechToTextWithMetadata when METADATA. Raises NativeClientError with the
+    client's message when it refuses the model or scorer."""
+    fetch_libraries(release, cache_dir)
+    command = [sys.executable, "-m", "deepspeech_it.export.native_clients", release.name, str(model_path),
+               "--cache-dir", str(cache_dir)]
+    if scorer_path is not None:
+        command += ["--scorer", str(scorer_path)]
+    if beam_width is not None:
+        command += ["--beam-width", str(beam_width)]
+    if alpha is not None and beta is not None:
+        command += ["--alpha", repr(float(alpha)), "--beta", repr(float(beta))]
+    if metadata:
+        command += ["--metadata"]
+    command += [str(f) for f in files]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        reason = lines[-1] if lines else f"exit status {done.returncode}"
+        raise NativeClientError(f"{release.name}: {reason}; stderr: {done.stderr.strip()[-800:]}")
+    report = json.loads(lines[-1])
+    return ClientRun(release.name, report["version"], report["sample_rate"], report["beam_width"],
+                     report["results"], done.stderr)
+
+
+def _child_main(argv: list[str]) -> int:
+    import argparse
+
+    from deepspeech_it.data.audio import load_training_samples
+
+    parser = argparse.ArgumentParser(prog="python -m deepspeech_it.export.native_clients")
+    parser.add_argument("client", choices=[r.name for r in RELEASES])
+    parser.add_argument("model")
+    parser.add_argument("files", nargs="*")
+    parser.add_argument("--scorer")
+    parser.add_argument("--beam-width", type=int)
+    parser.add_argument("--alpha", type=float)
+    parser.add_argument("--beta", type=float)
+    parser.add_argument("--metadata", action="store_true")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
+    args = parser.parse_intermixed_args(argv)
+    release = next(r for r in RELEASES if r.name == args.client)
+    try:
+        library = NativeLibrary.load(release, args.cache_dir)
+        with library.create_model(args.model) as model:
+            if args.beam_width is not None:
+                model.set_beam_width(args.beam_width)
+            if args.scorer:
+                model.enable_scorer(args.scorer)
+                if args.alpha is not None:
+                    model.set_scorer_alpha_beta(args.alpha, args.beta)
+            results = []
+            for name in args.files:
+                samples = load_training_samples(name)
+                started = time.perf_counter()
+                if args.metadata:
+                    best = model.speech_to_text_with_metadata(samples)[0]
+                    result = {"text": best.text, "confidence": best.confidence,
+                              "timesteps": [token.timestep for token in best.tokens]}
+                else:
+                    result = {"text": model.speech_to_text(samples)}
+                results.append({"file": name, **result, "seconds": time.perf_counter() - started,
+                                "audio_seconds": samples.size / SAMPLE_RATE})
+            print(json.dumps({"version": library.version(), "sample_rate": model.sample_rate,
+                              "beam_width": model.beam_width, "results": results}, ensure_ascii=False))
+    except NativeClientError as problem:
+        print(str(problem))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
+
+
+def verify_model(model_path: str | Path, scorer_path: str | Path | None = None, *, expected_beam_width: int,
+                 cache_dir: str | Path = DEFAULT_CACHE) -> dict[str, str]:
+    """Loads the model (and scorer) in both clients; returns one line of evidence per client.
+
+    Raises NativeClientError when a client refuses the model or the scorer, reports another sample rate or beam
+    width, or warns that the scorer's dictionary could not be memory-mapped.
+    """
+    evidence = {}
+    for release in RELEASES:
+        run = run_client(release, model_path, scorer_path=scorer_path, cache_dir=cache_dir)
+        problems = []
+        if run.sample_rate != SAMPLE_RATE:
+            problems.append(f"sample rate {run.sample_rate}")
+        if run.beam_width != expected_beam_width:
+            problems.append(f"beam width {run.beam_width} instead of {expected_beam_width}")
+        if MAPPING_WARNING in run.stderr:
+            problems.append("scorer dictionary not memory-mappable: " + run.stderr.strip().splitlines()[-1])
+        if problems:
+            raise NativeClientError(f"{release.package} {release.version}: " + "; ".join(problems))
+        evidence[f"{release.package} {release.version}"] = (
+            f"{release.prefix}_CreateModel 0, {run.sample_rate} Hz, beam width {run.beam_width}"
+            + (", scorer accepted" if scorer_path else ""))
+    return evidence

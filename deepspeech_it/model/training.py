@@ -1,0 +1,91 @@
+"""Stage 04's work: train DeepSpeech 0.9.3's acoustic model on TensorFlow 2 (resumable, in DeepSpeech's checkpoint
+layout), then the greedy test report of the best checkpoint.
+
+One epoch: the size-bucketed batches of ``dataset.batch_plan`` -> CTC loss (blank last) -> Adam; the global batch is
+split across the replicas of a ``tf.distribute`` strategy. Then the dev loss decides the best checkpoint, early
+stopping and learning-rate reduction. A ``train-<step>`` checkpoint is written at least every ``checkpoint_secs``
+and after each epoch with everything a resume needs (weights, Adam moments, learning rate, step, epoch, position in
+the epoch, loss history, counters).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.decode.ctc import greedy_decode
+from deepspeech_it.evaluate.report import error_rates, worst_utterances
+from deepspeech_it.model.checkpoint import latest_checkpoint, load_weights_by_ds_name
+from deepspeech_it.model.dataset import Sample, batch_plan, make_dataset, read_csvs
+from deepspeech_it.model.network import DeepSpeech, build_model, set_ds_weights
+from deepspeech_it.model.trainer import Trainer, TrainParams
+from deepspeech_it.util.atomic import write_json_atomic
+from deepspeech_it.util.tf_runtime import tf
+
+log = logging.getLogger(__name__)
+
+
+def greedy_test_report(model: DeepSpeech, samples: list[Sample], alphabet: Alphabet, batch_size: int) -> dict:
+    """WER and CER (jiwer, over the whole set) of greedy CTC decoding, and the worst utterances by WER."""
+    plan = batch_plan(len(samples), batch_size, 0, 0, shuffle=False)
+    predict = tf.function(lambda mfcc: tf.nn.softmax(model(mfcc, training=False)), reduce_retracing=True)
+    references, hypotheses = [], []
+    order = np.concatenate(plan) if plan else []
+    for (mfcc, mfcc_len, _, _, _) in make_dataset(samples, plan, alphabet, batch_size):
+        probabilities = predict(mfcc).numpy()
+        for probs, frames in zip(probabilities, mfcc_len.numpy()):
+            hypotheses.append(greedy_decode(probs[:frames], alphabet).text)
+    references = [samples[i].transcript for i in order]
+    if not references:
+        return {"utterances": 0}
+    wer, cer = error_rates(references, hypotheses)
+    worst = worst_utterances([samples[i].path for i in order], references, {"hypothesis": hypotheses})
+    return {"utterances": len(references), "wer": wer, "cer": cer, "decoder": "greedy (no language model)",
+            "worst": worst}
+
+
+def evaluate_checkpoint(checkpoint: Path, samples: list[Sample], alphabet: Alphabet, n_hidden: int,
+                        batch_size: int) -> dict:
+    model = build_model(alphabet.size + 1, n_hidden=n_hidden, dropout=0.0)
+    set_ds_weights(model, load_weights_by_ds_name(checkpoint))
+    report = greedy_test_report(model, samples, alphabet, batch_size)
+    report["checkpoint"] = checkpoint.name
+    return report
+
+
+def train_and_test(train_csvs, dev_csvs, test_csvs, alphabet: Alphabet, params: TrainParams, checkpoint_dir: Path,
+                   tboard_dir: Path, reports_dir: Path, progress_enabled: bool = True,
+                   devices: list[str] | None = None, flags: dict | None = None, limit: int | None = None) -> dict:
+    """Trains (resuming whatever is there), then writes ``reports/test_greedy.json``; returns a summary.
+
+    ``limit`` keeps only the first (shortest) utterances of each split, for a quick trial run.
+    """
+    train, rejected = read_csvs(train_csvs, alphabet)
+    dev, rejected_dev = read_csvs(dev_csvs, alphabet)
+    test, rejected_test = read_csvs(test_csvs, alphabet)
+    if limit is not None:
+        train, dev, test = train[:limit], dev[:limit], test[:limit]
+    for sample, why in rejected + rejected_dev + rejected_test:
+        log.warning("skipping %s: %s", sample.path.name, why)
+    log.info("%d train (%.2f h), %d dev, %d test utterances", len(train), sum(s.seconds for s in train) / 3600,
+             len(dev), len(test))
+    trainer = Trainer(train, dev, alphabet, params, checkpoint_dir, tboard_dir, reports_dir, progress_enabled,
+                      devices, flags)
+    log.info("%s", trainer.restore())
+    result = trainer.run()
+    summary = {"epochs_run": result.epochs_run, "global_step": result.global_step,
+               "train_losses": result.train_losses, "dev_losses": result.dev_losses,
+               "stopped_early": result.stopped_early,
+               "audio_hours_per_second": result.audio_hours_per_second,
+               "skipped_utterances": len(rejected) + len(rejected_dev) + len(rejected_test)}
+    best = result.best_checkpoint or latest_checkpoint(checkpoint_dir)
+    if trainer.chief and best is not None and test:
+        report = evaluate_checkpoint(best, test, alphabet, params.n_hidden, params.batch_size)
+        write_json_atomic(reports_dir / "test_greedy.json", report)
+        log.info("test (greedy, %s): WER %.3f, CER %.3f over %d utterances", best.name, report["wer"],
+                 report["cer"], report["utterances"])
+        summary.update(test_wer=report["wer"], test_cer=report["cer"], best_checkpoint=best.name)
+    return summary

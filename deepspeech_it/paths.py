@@ -1,0 +1,24 @@
+"""Where the project's own files and the external programs of the pipeline are found."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ALPHABET_DIR = PROJECT_ROOT / "alphabet"
+
+# `make setup` builds KenLM and the CTC decoder here (scripts/build_kenlm.sh); the container image has the same tree.
+KENLM_PREFIX = PROJECT_ROOT / "tools" / "kenlm"
+KENLM_BIN = KENLM_PREFIX / "bin"
+DECODER_LIBRARY = KENLM_PREFIX / "lib" / "libctc_beam_search.so"
+KENLM_PROGRAMS = ("lmplz", "build_binary", "filter")
+
+
+def find_tool(name: str) -> Path | None:
+    """The program NAME from the project's KenLM build, else from PATH; None when neither has it."""
+    built = KENLM_BIN / name
+    if built.is_file():
+        return built
+    found = shutil.which(name)
+    return Path(found) if found else None

@@ -1,0 +1,55 @@
+"""Stage 01 as the pipeline runs it: every check, one line each, a report file, and a verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepspeech_it.config import Config
+from deepspeech_it.pipeline import preflight as checks
+from deepspeech_it.pipeline.records import StageRecord, fingerprint
+from deepspeech_it.util.atomic import write_json_atomic
+from deepspeech_it.util.digest import file_digest
+from deepspeech_it.util.progress import bars_wanted
+
+
+def check_sources(config: Config) -> int:
+    layout = config.layout
+    layout.create()
+    findings = [checks.check_archive_present(config.cv_archive)]
+    if findings[0].ok:
+        findings.append(_archive_identity(config, layout.sources))
+        findings += checks.check_data_dir(config.data_dir, config.cv_archive.stat().st_size)
+    else:
+        findings += checks.check_data_dir(config.data_dir, 0)
+    findings += checks.check_tools()
+    findings += checks.check_gpus()
+    if config.transfer_learning:
+        findings += checks.check_transfer_checkpoint(config.transfer_checkpoint_dir)
+    for finding in findings:
+        print(finding.line())
+    blocking = [f for f in findings if not f.ok and f.blocking]
+    write_json_atomic(layout.reports / "check_sources.json", {
+        "configuration": config.as_dict(),
+        "findings": [{"ok": f.ok, "blocking": f.blocking, "message": f.message} for f in findings],
+    })
+    print(f"stage 01: {len(blocking)} blocking problem(s), "
+          f"{sum(not f.ok and not f.blocking for f in findings)} warning(s)")
+    return 1 if blocking else 0
+
+
+def _archive_identity(config: Config, record_folder: Path) -> checks.Finding:
+    """Checksums the archive, unless this very file (same size and time) was already checked with the same
+    expectations: hashing ten gigabytes on every run would cost minutes."""
+    record = StageRecord(record_folder, "check_sources")
+    fp = fingerprint({"CV_SHA256": config.cv_sha256, "CV_SHA1": config.cv_sha1}, [config.cv_archive])
+    previous = record.read()
+    if record.is_current(fp) and previous and previous.get("summary", {}).get("ok"):
+        summary = previous["summary"]
+        return checks.Finding(True, summary["message"] + " (checksum cached)")
+    print(f"checksumming {config.cv_archive} ...")
+    digests = checks.archive_digests(config.cv_archive, bars_wanted(config.progress))
+    finding = checks.identify_archive(digests, config.cv_sha256, config.cv_sha1)
+    if finding.ok:
+        record.mark_done(fp, summary={"ok": True, "message": finding.message, "sha256": digests.sha256,
+                                      "sha1": digests.sha1, "identity": file_digest(config.cv_archive)})
+    return finding

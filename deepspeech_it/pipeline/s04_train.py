@@ -1,0 +1,103 @@
+"""Stage 04 as the pipeline runs it: configuration -> training parameters, stage record, training, report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from deepspeech_it.config import ALPHABET_FILE, Config
+from deepspeech_it.data import csvfile
+from deepspeech_it.model import features
+from deepspeech_it.model.checkpoint import CheckpointError
+from deepspeech_it.model.trainer import TrainingError, TrainParams
+from deepspeech_it.model.training import train_and_test
+from deepspeech_it.pipeline.records import StageRecord, fingerprint
+from deepspeech_it.pipeline.runner import StageError
+
+# FAST_TRAIN: one epoch on one batch of each split. The model keeps its size so that its checkpoints stay usable
+# by the export stage and never clash with a full run's.
+FAST_TRAIN_EPOCHS = 1
+
+
+def training_params(config: Config) -> TrainParams:
+    layout = config.layout
+    return TrainParams(
+        n_hidden=config.n_hidden, dropout=config.dropout, learning_rate=config.learning_rate,
+        batch_size=config.batch_size, epochs=FAST_TRAIN_EPOCHS if config.fast_train else config.epochs,
+        early_stop=config.early_stop, es_epochs=config.es_epochs, reduce_lr_on_plateau=config.reduce_lr_on_plateau,
+        plateau_epochs=config.plateau_epochs, plateau_reduction=config.plateau_reduction,
+        random_seed=config.random_seed, max_to_keep=config.max_to_keep, amp=config.amp,
+        checkpoint_secs=config.checkpoint_secs,
+        transfer_checkpoint=config.transfer_checkpoint_dir if config.transfer_learning else None,
+        drop_source_layers=config.drop_source_layers,
+        feature_cache=layout.tmp / "feature_cache" if config.feature_cache else None)
+
+
+def deepspeech_flags(params: TrainParams, config: Config) -> dict:
+    """flags.txt/flags.json beside the checkpoints: DeepSpeech/Coqui flag names where one exists (Coqui STT reads
+    ``n_hidden`` and ``alphabet_config_path`` from it), then this project's variables."""
+    return {
+        "n_hidden": params.n_hidden, "train_batch_size": params.batch_size, "epochs": params.epochs,
+        "learning_rate": params.learning_rate, "dropout_rate": params.dropout, "random_seed": params.random_seed,
+        "early_stop": params.early_stop, "es_epochs": params.es_epochs, "max_to_keep": params.max_to_keep,
+        "reduce_lr_on_plateau": params.reduce_lr_on_plateau, "plateau_epochs": params.plateau_epochs,
+        "plateau_reduction": params.plateau_reduction, "automatic_mixed_precision": params.amp,
+        "drop_source_layers": params.drop_source_layers if params.transfer_checkpoint else 0,
+        "alphabet_config_path": ALPHABET_FILE, "audio_sample_rate": features.SAMPLE_RATE,
+        "feature_win_len": 32, "feature_win_step": 20, "n_steps": 16,
+        "project_variables": config.as_dict(),
+    }
+
+
+def csv_inputs(config: Config) -> dict[str, list[Path]]:
+    cv_dir = config.layout.cv_dir
+    splits = {"train": [cv_dir / "train.csv", *config.train_files], "dev": [cv_dir / "dev.csv", *config.dev_files],
+              "test": [cv_dir / "test.csv", *config.test_files]}
+    for paths in splits.values():
+        for path in paths:
+            if not Path(path).is_file():
+                raise StageError(f"{path} is missing: run stage 02 (make import-cv) first")
+    return splits
+
+
+def check_data(splits: dict[str, list[Path]], config: Config) -> None:
+    """Every clip of the CSVs exists at its recorded size and every transcript is encodable, before training."""
+    csvfile.check([p for paths in splits.values() for p in paths], config.alphabet)
+
+
+def train(config: Config) -> int:
+    layout = config.layout
+    layout.create()
+    splits = csv_inputs(config)
+    params = training_params(config)
+    inputs = [p for paths in splits.values() for p in paths] + [config.alphabet_path]
+    if params.transfer_checkpoint is not None:
+        source = Path(params.transfer_checkpoint)
+        if not source.is_dir():
+            raise StageError(f"TRANSFER_CHECKPOINT_DIR={source} is not a folder (TRANSFER_LEARNING=1)")
+        inputs += sorted(source.glob("*checkpoint")) + sorted(source.glob("*.index"))
+    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()}
+    recorded["fast_train"] = config.fast_train
+    fp = fingerprint(recorded, inputs)
+    record = StageRecord(layout.checkpoints, "train")
+    if record.is_current(fp):
+        print(f"stage 04: {layout.checkpoints} is up to date, skipped")
+        return 0
+    check_data(splits, config)
+    record.mark_running(fp)
+    try:
+        summary = train_and_test(
+            splits["train"], splits["dev"], splits["test"], config.alphabet, params, layout.checkpoints,
+            layout.tboard_logs, layout.reports, progress_enabled=config.progress,
+            flags=deepspeech_flags(params, config), limit=config.batch_size if config.fast_train else None)
+    except (CheckpointError, TrainingError) as problem:
+        raise StageError(str(problem)) from None
+    outputs = [layout.checkpoints / "checkpoint", layout.checkpoints / "flags.json",
+               layout.checkpoints / ALPHABET_FILE, layout.reports / "training_loss.png"]
+    if "test_wer" in summary:
+        outputs.append(layout.reports / "test_greedy.json")
+    record.mark_done(fp, outputs=outputs, summary=summary)
+    print(f"stage 04: {summary['epochs_run']} epoch(s) run, step {summary['global_step']}, "
+          f"best {summary.get('best_checkpoint', '-')}, test WER {summary.get('test_wer', float('nan')):.3f} "
+          f"CER {summary.get('test_cer', float('nan')):.3f} (greedy)")
+    return 0
