@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from deepspeech_it.config import ALPHABET_FILE, IMPORT_REPORT_FILE, SCORER_FILE, SPLITS, TFLITE_FILE, Config
+from deepspeech_it.demo.synth import SYNTHETIC_RELEASE
 from deepspeech_it.export import graph, native_clients, release
 from deepspeech_it.lm.scorer import read_scorer
 from deepspeech_it.model import checkpoint
@@ -104,6 +105,8 @@ def corpus_source(import_report: Path, archive: Path) -> str:
     if import_report.exists():
         source = Path(json.loads(import_report.read_text()).get("source", ""))
         release_dirs = [part for part in source.parts if part.startswith("cv-corpus")]
+        if release_dirs and release_dirs[-1] == SYNTHETIC_RELEASE:
+            return "a synthetic Italian corpus spoken by espeak-ng in Common Voice's shape (the project's demo data)"
         if release_dirs:
             return f"Common Voice {release_dirs[-1]}"
     return f"Common Voice ({archive.name})"
