@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deepspeech_it.data.audio import load_training_samples, write_wav
-from deepspeech_it.data.framing import SAMPLE_RATE
+from deepspeech_it.data.framing import PCM_SCALE, SAMPLE_RATE
 from deepspeech_it.demo.synth import Utterance, speak_mp3
 from deepspeech_it.util.atomic import write_text_atomic
 
@@ -29,7 +29,7 @@ def coloured(seconds: float, exponent: float, rng: np.random.Generator) -> np.nd
 
 def _write(folder: Path, name: str, audio: np.ndarray) -> Path:
     path = folder / f"{name}.wav"
-    write_wav(path, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
+    write_wav(path, (np.clip(audio, -1, 1 - PCM_SCALE) / PCM_SCALE).astype(np.int16))
     return path
 
 
@@ -49,8 +49,8 @@ def babble(sentences: list[str], voices: list[str], talkers: int, seconds: float
         for talker in range(talkers):
             text = " ".join(rng.sample(sentences, 3))
             clip = Path(work) / f"talker{talker}.mp3"
-            speak_mp3(Utterance("train", text, rng.choice(voices), rng.choice((150, 175, 200)), clip.name, 16000), clip)
-            speech = load_training_samples(clip).astype(np.float64) / 32768
+            speak_mp3(Utterance("train", text, rng.choice(voices), rng.choice((150, 175, 200)), clip.name, SAMPLE_RATE), clip)
+            speech = load_training_samples(clip).astype(np.float64) * PCM_SCALE
             mix += np.roll(np.resize(speech, length), rng.randrange(length))
     return 0.5 * mix / np.max(np.abs(mix))
 
