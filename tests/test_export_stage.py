@@ -11,7 +11,7 @@ import pytest
 from tensorflow.core.framework import graph_pb2
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.export import graph as export, memmapped
+from deepspeech_it.export import graph as export, memmapped, release
 from deepspeech_it.model import checkpoint
 from deepspeech_it.paths import PROJECT_ROOT
 
@@ -79,6 +79,18 @@ def test_export_releases_the_graphs_the_tensorflow_client_loaded(exported):
     with tarfile.open(models / "model_pbmm_it.tar.xz") as archive:
         assert sorted(archive.getnames()) == ["MODEL_CARD.md", "alphabet.txt", "kenlm.scorer", "output_graph.pbmm"]
     assert "model_pbmm_it.tar.xz" in (models / "SHA256SUMS").read_text()
+
+
+def test_model_card_names_a_graph_the_client_refused(exported):
+    data_dir, _, _ = exported
+    meta = json.loads((data_dir / "models" / "metadata.json").read_text())
+    meta["tensorflow_graphs"]["output_graph.pbmm"].update(released=False, verified_with={},
+                                                          note="not released: DS_CreateModel returned 0x3000")
+    meta["loaded_by"]["output_graph.pbmm"] = []
+    card = release.model_card(meta)
+    assert "| `output_graph.pbmm` | none: not released |" in card
+    assert "- `output_graph.pbmm`: not released: DS_CreateModel returned 0x3000" in card
+    assert "| `output_graph.pbmm` | the same network" not in card and "| `output_graph.pb` | the same" in card
 
 
 def test_checkpoint_archive_is_a_usable_checkpoint_dir(exported, tmp_path):

@@ -85,7 +85,6 @@ def _feature_graph() -> None:
 
 
 def _acoustic_graph(weights: Mapping[str, np.ndarray], geometry: Geometry) -> None:
-    raw = tf.raw_ops
     n_cell = geometry.n_cell
     placeholder = tf.compat.v1.placeholder
     input_node = placeholder(tf.float32, [1, N_STEPS, 2 * N_CONTEXT + 1, N_INPUT], name="input_node")
@@ -101,7 +100,7 @@ def _acoustic_graph(weights: Mapping[str, np.ndarray], geometry: Geometry) -> No
     x = tf.reshape(x, [-1, 1, n_cell])
     no_peephole = tf.fill([n_cell], 0.0)
     # LSTMBlockFusedCell with DeepSpeech's arguments: gates i, c, f, o over [x; h], forget bias 0, no cell clip.
-    _, cells, _, _, _, _, outputs = raw.BlockLSTM(
+    _, cells, _, _, _, _, outputs = tf.raw_ops.BlockLSTM(
         seq_len_max=tf.cast(tf.reduce_max(input_lengths), tf.int64), x=x, cs_prev=previous_c, h_prev=previous_h,
         w=w[LSTM_KERNEL], wci=no_peephole, wcf=no_peephole, wco=no_peephole, b=w[LSTM_BIAS],
         forget_bias=0.0, cell_clip=-1.0, use_peephole=False)

@@ -105,7 +105,8 @@ def export(config: Config) -> int:
     archives = list(ARCHIVES)
     if tensorflow[PBMM_FILE][0] is not None:
         release.write_tar_xz(models / PBMM_ARCHIVE, [release.ArchiveMember(name, models / name) for name in
-                                                     (PBMM_FILE, SCORER_FILE, ALPHABET_FILE, "MODEL_CARD.md")])
+                                                     (PBMM_FILE, SCORER_FILE, ALPHABET_FILE, "MODEL_CARD.md")],
+                             config.progress)
         archives.append(PBMM_ARCHIVE)
     else:
         (models / PBMM_ARCHIVE).unlink(missing_ok=True)
