@@ -12,7 +12,7 @@ import pytest
 
 from deepspeech_it.paths import PROJECT_ROOT
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.export import frozen_graph, memmapped, native_clients
+from deepspeech_it.export import frozen_graph, graph as export, memmapped, native_clients
 
 from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
 
@@ -81,8 +81,18 @@ def test_transcripts_equal_the_tflite_clients(graphs, tflite, clips, scorer, wit
     assert run(TENSORFLOW, graphs["pbmm"]) == expected
 
 
-def test_a_damaged_pbmm_is_refused_with_the_clients_message(graphs, tmp_path):
+def test_a_damaged_pbmm_is_refused_with_the_clients_message(tmp_path):
+    package = memmapped.to_memmapped(frozen_graph.build_frozen_graph(
+        export.random_weights(8, ALPHABET), ALPHABET, BEAM_WIDTH, "it"))
     damaged = tmp_path / "output_graph.pbmm"
-    damaged.write_bytes(graphs["pbmm"].read_bytes()[:-8] + bytes(8))
-    with pytest.raises(native_clients.NativeClientError, match="CreateModel returned 0x3000|0x3005"):
+    damaged.write_bytes(package[:-8] + bytes(8))        # the directory offset now points at the first tensor
+    with pytest.raises(native_clients.NativeClientError,
+                       match=r"(?s)CreateModel returned 0x3000.*Corrupted memmapped model file"):
         native_clients.run_client(TENSORFLOW, damaged)
+
+
+def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path):
+    (tmp_path / "deepspeech-0.9.3-cp39-cp39-manylinux1_x86_64.whl").write_bytes(b"not the wheel")
+    with pytest.raises(native_clients.NativeClientError, match="not the pinned"):
+        native_clients.fetch_libraries(TENSORFLOW, tmp_path)
+    assert not (tmp_path / "deepspeech-0.9.3").exists()
