@@ -96,3 +96,4 @@ def test_a_wheel_that_is_not_the_pinned_one_is_refused(tmp_path):
     with pytest.raises(native_clients.NativeClientError, match="not the pinned"):
         native_clients.fetch_libraries(TENSORFLOW, tmp_path)
     assert not (tmp_path / "deepspeech-0.9.3").exists()
+

@@ -8,10 +8,12 @@ seven constant ``metadata_*`` nodes read once at load time. The node names, shap
 own export (train.py ``create_inference_graph`` and ``export``, MPL-2.0); the code is written for this project.
 
 The graph is built op by op (tf.raw_ops where TensorFlow 2 would pick a newer op), so it holds only ops the old
-runtime has. Its CPU build links kernels for a short list of ops (native_client/BUILD): RUNTIME_OPS lists them with
-the attributes TensorFlow 2.3 defines them with. Newer TensorFlow adds attributes (MatMul ``grad_a``, GatherNd
-``bad_indices_policy``, Cast ``Truncate`` before that); at their default values they are dropped and 2.3 fills in its
-own, and ``check_runtime_compatible`` refuses any graph that still leaves the list.
+runtime has. The CPU build of that client was made to link kernels for the ops DeepSpeech's own graph uses
+(native_client/BUILD); RUNTIME_OPS lists them with the attributes TensorFlow 2.3 defines them with, and the graph
+keeps to that list, so it relies on nothing that build did not promise (in trials the runtime was more lenient: it
+ran a MatMul with an attribute it does not define, and an AddV2). Newer TensorFlow adds attributes (MatMul ``grad_a``,
+GatherNd ``bad_indices_policy``); at their default values they are dropped and 2.3 fills in its own, and
+``check_runtime_compatible`` refuses any graph that still leaves the list.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ def _acoustic_graph(weights: Mapping[str, np.ndarray], geometry: Geometry) -> No
         forget_bias=0.0, cell_clip=-1.0, use_peephole=False)
     valid = tf.cast(tf.less(tf.expand_dims(tf.range(N_STEPS), 0), tf.expand_dims(input_lengths, -1)), tf.float32)
     outputs = outputs * tf.tile(tf.expand_dims(tf.transpose(valid, [1, 0]), -1), [1, 1, n_cell])
-    # The state after frame input_lengths - 1: with the initial state prepended, row input_lengths (no subtraction,
-    # which the client has no kernel for).
+    # The state after frame input_lengths - 1: with the initial state prepended, row input_lengths (Sub is not among
+    # the ops the client's build lists).
     last = tf.stack([input_lengths, tf.range(1)], axis=1)
     for name, initial, sequence in (("new_state_c", previous_c, cells), ("new_state_h", previous_h, outputs)):
         tf.identity(tf.gather_nd(tf.concat([tf.expand_dims(initial, 0), sequence], 0), last), name=name)
