@@ -35,6 +35,8 @@ LM_REPORT_FILE = "lm_report.json"
 LM_COVERAGE_FIGURE = "lm_vocabulary_coverage.png"
 ALPHABET_FILE = "alphabet.txt"
 TFLITE_FILE = "output_graph.tflite"
+PB_FILE = "output_graph.pb"
+PBMM_FILE = "output_graph.pbmm"
 
 
 # ---- parsers: text -> value, ValueError says what is allowed ------------------------------------------------
