@@ -127,7 +127,8 @@ def codec_delay(original: np.ndarray, decoded: np.ndarray) -> int:
 def degradations(noise: Noise) -> tuple[Degradation, ...]:
     """The robustness sets of the demo report, NOISE supplying the noise of the first."""
     def noisy(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return add_noise(audio, noise(len(audio), rng), SNR_DB)
+        # resize: a noise made from a duration in seconds can come out a sample short
+        return add_noise(audio, np.resize(noise(len(audio), rng), len(audio)), SNR_DB)
 
     return (Degradation(f"noise_{SNR_DB:g}db", f"noise {SNR_DB:g} dB SNR", noisy),
             Degradation("reverb", "reverberation", reverberate),
