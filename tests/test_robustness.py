@@ -112,13 +112,18 @@ def test_a_set_is_written_once_atomically_and_redone_for_another_test_set(tmp_pa
     rows = read_rows(csv)
     assert [r.transcript for r in rows] == texts
     assert all(r.path.parent == folder / "tempo_1.25" and r.size == r.path.stat().st_size for r in rows)
-    assert len(load_training_samples(rows[0].path)) < len(load_training_samples(wavs[0]))
+    faster = len(load_training_samples(rows[0].path))
+    assert faster < len(load_training_samples(wavs[0]))
     assert sorted(p.name for p in folder.iterdir()) == ["tempo_1.25"]         # no temporary folder left
     written = csv.stat().st_mtime_ns
     time.sleep(0.01)
     assert robustness.make_set(degradation, test_csv, folder, seed=3).stat().st_mtime_ns == written
+    slower = robustness.Degradation(degradation.name, degradation.label, "sox tempo -s 1.1",
+                                    robustness.tempo(1.1))
+    assert robustness.make_set(slower, test_csv, folder, seed=3).stat().st_mtime_ns != written
+    assert len(load_training_samples(read_rows(csv)[0].path)) > faster
     write_rows(test_csv, zip(wavs[:1], texts[:1]))
-    assert len(read_rows(robustness.make_set(degradation, test_csv, folder, seed=3))) == 1
+    assert len(read_rows(robustness.make_set(slower, test_csv, folder, seed=3))) == 1
 
 
 def test_demo_report_scores_every_set_on_a_small_model(imported_corpus, tmp_path):
@@ -152,7 +157,7 @@ def test_demo_report_scores_every_set_on_a_small_model(imported_corpus, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     sets = json.loads((reports / "robustness.json").read_text())["sets"]
     assert [s["name"] for s in sets] == ["noise_10db", "reverb", "telephone", "mp3_16k", "tempo_0.8", "tempo_1.25"]
-    assert all(s["clips"] == len(test) and 0 <= s["with_scorer"]["wer"] for s in sets)
+    assert all(s["clips"] == len(test) and 0 <= s["with_scorer"]["wer"] and s["settings"] for s in sets)
     assert all(len(read_rows(data_dir / "robustness" / s["name"] / f"{s['name']}.csv")) == len(test) for s in sets)
     assert (reports / "robustness.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((reports / "demo_report.json").read_text())

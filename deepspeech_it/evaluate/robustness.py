@@ -52,6 +52,7 @@ class RobustnessError(PipelineError, RuntimeError):
 class Degradation:
     name: str           # the set's folder and CSV name
     label: str          # what the report's table shows
+    settings: str       # what makes the set: recorded with it, so that a set made otherwise is made again
     degrade: Degrade
 
 
@@ -130,12 +131,13 @@ def degradations(noise: Noise) -> tuple[Degradation, ...]:
         # resize: a noise made from a duration in seconds can come out a sample short
         return add_noise(audio, np.resize(noise(len(audio), rng), len(audio)), SNR_DB)
 
-    return (Degradation(f"noise_{SNR_DB:g}db", f"noise {SNR_DB:g} dB SNR", noisy),
-            Degradation("reverb", "reverberation", reverberate),
-            Degradation("telephone", f"telephone {TELEPHONE_RATE // 1000} kHz {TELEPHONE_BAND[0]}-"
-                                     f"{TELEPHONE_BAND[1]} Hz", telephone),
-            Degradation(f"mp3_{MP3_KBPS}k", f"MP3 {MP3_KBPS} kbit/s", mp3),
-            *(Degradation(f"tempo_{f:g}", f"tempo {f:g}x", tempo(f)) for f in TEMPO_FACTORS))
+    low, high = TELEPHONE_BAND
+    return (Degradation(f"noise_{SNR_DB:g}db", f"noise {SNR_DB:g} dB SNR", f"power snr={SNR_DB:g} dB", noisy),
+            Degradation("reverb", "reverberation", f"{REVERB_SPEC}, tail {REVERB_TAIL_SECONDS:g} s", reverberate),
+            Degradation("telephone", f"telephone {TELEPHONE_RATE // 1000} kHz {low}-{high} Hz",
+                        f"resample[rate={TELEPHONE_RATE}], sox sinc {low}-{high}", telephone),
+            Degradation(f"mp3_{MP3_KBPS}k", f"MP3 {MP3_KBPS} kbit/s", f"lame -b {MP3_KBPS}, delay removed", mp3),
+            *(Degradation(f"tempo_{f:g}", f"tempo {f:g}x", f"sox tempo -s {f:g}", tempo(f)) for f in TEMPO_FACTORS))
 
 
 def source_noise(csv_or_folder: str | Path) -> Noise:
@@ -153,7 +155,7 @@ def make_set(degradation: Degradation, test_csv: Path, folder: Path, seed: int, 
     (the folder records the digest of the CSV it was made from) and atomically."""
     target = folder / degradation.name
     csv_path = target / f"{degradation.name}.csv"
-    made_from = {"test_csv": file_digest(test_csv), "seed": seed}
+    made_from = {"test_csv": file_digest(test_csv), "seed": seed, "settings": degradation.settings}
     if csv_path.is_file() and _recorded(target / MADE_FROM) == made_from:
         return csv_path
     rows = read_rows(test_csv)
@@ -184,6 +186,7 @@ def _recorded(path: Path) -> dict | None:
 class SetScore:
     name: str
     label: str
+    settings: str
     clips: int
     greedy_wer: float
     greedy_cer: float
@@ -191,12 +194,12 @@ class SetScore:
     scorer_cer: float
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "label": self.label, "clips": self.clips,
+        return {"name": self.name, "label": self.label, "settings": self.settings, "clips": self.clips,
                 "greedy": {"wer": self.greedy_wer, "cer": self.greedy_cer},
                 "with_scorer": {"wer": self.scorer_wer, "cer": self.scorer_cer}}
 
 
-def score_set(name: str, label: str, references: Sequence[str], probabilities: Sequence[np.ndarray], spec,
+def score_set(degradation: Degradation, references: Sequence[str], probabilities: Sequence[np.ndarray], spec,
               alpha: float, beta: float, progress: bool = False) -> SetScore:
     """Greedy and scorer (ALPHA, BETA) WER/CER of one set's acoustic outputs (decode/ctc.DecoderPool on every
     core)."""
@@ -204,9 +207,10 @@ def score_set(name: str, label: str, references: Sequence[str], probabilities: S
     from deepspeech_it.evaluate.report import error_rates
 
     with DecoderPool(spec, probabilities, progress=progress) as pool:
-        greedy = [t.text for t in pool.decode(None, None, label=f"{name} greedy")]
-        scored = [t.text for t in pool.decode(alpha, beta, label=f"{name} with the scorer")]
-    return SetScore(name, label, len(references), *error_rates(references, greedy),
+        greedy = [t.text for t in pool.decode(None, None, label=f"{degradation.name} greedy")]
+        scored = [t.text for t in pool.decode(alpha, beta, label=f"{degradation.name} with the scorer")]
+    return SetScore(degradation.name, degradation.label, degradation.settings, len(references),
+                    *error_rates(references, greedy),
                     *error_rates(references, scored))
 
 

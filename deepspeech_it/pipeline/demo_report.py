@@ -95,8 +95,8 @@ def robustness(config: Config, alpha: float, beta: float) -> list[dict]:
         outputs = acoustic.cached_split_outputs(csv, layout.tmp / f"acoustic_robustness_{degradation.name}.npz",
                                                 predictor_factory, model_files, f"{degradation.name} acoustic model",
                                                 config.progress)
-        scores.append(sets.score_set(degradation.name, degradation.label, outputs.transcripts,
-                                     outputs.probabilities, spec, alpha, beta, config.progress).as_dict())
+        scores.append(sets.score_set(degradation, outputs.transcripts, outputs.probabilities, spec, alpha, beta,
+                                     config.progress).as_dict())
     print(f"  {len(scores)} sets made and scored in {time.perf_counter() - started:.0f} s")
     write_json_atomic(layout.reports / ROBUSTNESS_REPORT_FILE, {"lm_alpha": alpha, "lm_beta": beta, "sets": scores})
     sets.plot_scores(layout.reports / ROBUSTNESS_FIGURE, scores, ROBUST_WER_GOAL)
