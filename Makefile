@@ -69,6 +69,7 @@ train: $(SETUP_STAMP)  ## Every stage in order; each is skipped when its inputs 
 	@for stage in $(STAGES); do $(MAKE) --no-print-directory $$stage; done
 
 demo: $(SETUP_STAMP)  ## The whole pipeline on a generated Italian corpus, in DEMO_DIR (default ./work-demo)
+	mkdir -p "$(DEMO_DIR)" && date +%s > "$(DEMO_DIR)/demo_started"  # the report prints the time since
 	$(PY) scripts/make_demo_corpus.py "$(DEMO_DIR)/sources"
 	export DATA_DIR="$(DEMO_DIR)" CV_SHA256="$$(cut -c1-64 "$(DEMO_DIR)/sources/it.tar.gz.sha256")" \
 		LM_SOURCES="$(DEMO_DIR)/sources/lm_text.txt.gz" $(DEMO_SETTINGS); \

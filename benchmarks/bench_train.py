@@ -28,25 +28,13 @@ from deepspeech_it.data.framing import SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES
 from deepspeech_it.model.features import N_INPUT, wav_bytes_to_mfcc
 from deepspeech_it.model.network import build_model, dense_flops_per_frame, keras_policy, on_gpu
 from deepspeech_it.model.steps import ctc_per_utterance, make_optimizer
+from deepspeech_it.util.machine import matmul_rate
 
 N_CLASSES = 39          # Italian alphabet (38 labels) + blank
 LABELS_PER_SECOND = 15  # characters per second of read speech
 
 
 GOAL_UTILISATION = 0.5
-
-
-def matmul_rate(dtype: tf.DType, size: int = 4096, trials: int = 5) -> float:
-    """Best of several timed square matmuls: the device's attainable peak for this dtype."""
-    a = tf.cast(tf.random.normal([size, size], dtype=tf.float32), dtype)
-    run = tf.function(lambda x: tf.matmul(x, x))
-    run(a).numpy()
-    best = float("inf")
-    for _ in range(trials):
-        started = time.perf_counter()
-        run(a).numpy()
-        best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 / best
 
 
 def training_rate(batch: int, seconds: float, steps: int, n_hidden: int, amp: bool) -> dict:

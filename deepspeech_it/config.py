@@ -37,6 +37,10 @@ ALPHABET_FILE = "alphabet.txt"
 TFLITE_FILE = "output_graph.tflite"
 PB_FILE = "output_graph.pb"
 PBMM_FILE = "output_graph.pbmm"
+ROBUSTNESS_REPORT_FILE = "robustness.json"
+ROBUSTNESS_FIGURE = "robustness.png"
+DEMO_REPORT_FILE = "demo_report.json"
+DEMO_STARTED_FILE = "demo_started"      # written by `make demo` before its first step: seconds since the epoch
 
 
 # ---- parsers: text -> value, ValueError says what is allowed ------------------------------------------------
@@ -301,6 +305,15 @@ class Layout:
     @property
     def reports(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def robustness(self) -> Path:
+        """The demo report's degraded copies of the test set, one folder and CSV per condition."""
+        return self.data_dir / "robustness"
+
+    @property
+    def demo_started(self) -> Path:
+        return self.data_dir / DEMO_STARTED_FILE
 
     @property
     def tboard_logs(self) -> Path:

@@ -4,7 +4,8 @@ the overlay augmentation mixes in (DEMO_DIR/sources/noise: coloured noise and ba
 noise.csv) into DEMO_DIR/sources, unless they are already there.
 
 Dev and test are spoken by voices that never appear in train and use sentences train never has, so the demo's
-figures are measured on unseen voices and unseen sentences.
+figures are measured on unseen voices and unseen sentences. Training clips vary more than dev and test: 65 espeak-ng
+variants, and each clip its own pitch, amplitude and word gap.
 """
 
 import gzip
@@ -16,17 +17,26 @@ from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.textnorm import Normalizer
 from deepspeech_it.demo.sentences import demo_text
 from deepspeech_it.demo.noise import NOISE_CSV, write_noise_corpus
-from deepspeech_it.demo.synth import build_archive
+from deepspeech_it.demo.synth import Variety, build_archive
 from deepspeech_it.paths import ALPHABET_DIR
 from deepspeech_it.util.atomic import atomic_path, write_text_atomic
 
+# espeak-ng's variants that speak Italian like a person (not the robots, whispers or effects); Gene2 is left out
+# because it is a variant of the test voice Gene.
 VOICES = {
-    "train": ["it", "it+m1", "it+m2", "it+m3", "it+m4", "it+m5", "it+m6", "it+m7", "it+f1", "it+f2", "it+f3",
+    "train": ["it", "it+m1", "it+m2", "it+m3", "it+m4", "it+m5", "it+m6", "it+m7", "it+m8", "it+f1", "it+f2", "it+f3",
               "it+f4", "it+Alex", "it+Andrea", "it+Antonio", "it+Marco", "it+Mario", "it+anika", "it+klatt",
-              "it+Henrique"],
+              "it+klatt2", "it+klatt3", "it+klatt4", "it+Henrique", "it+adam", "it+Alicia", "it+Andy", "it+Annie",
+              "it+aunty", "it+belinda", "it+benjamin", "it+boris", "it+caleb", "it+david", "it+Diogo", "it+ed",
+              "it+edward", "it+gustave", "it+Hugo", "it+iven", "it+john", "it+linda", "it+marcelo", "it+max",
+              "it+Michael", "it+michel", "it+miguel", "it+Mike", "it+Nguyen", "it+pablo", "it+paul", "it+pedro",
+              "it+quincy", "it+rob", "it+robert", "it+steph", "it+grandpa", "it+grandma", "it+norbert", "it+sandro",
+              "it+shelby", "it+travis", "it+victor", "it+zac", "it+Lee"],
     "dev": ["it+f5", "it+Denis"],
     "test": ["it+Gene", "it+Jacky"],
 }
+# Training clips only: every clip its own pitch, loudness and pause between words.
+TRAIN_VARIETY = Variety(pitch=(25, 75), amplitude=(60, 160), word_gap=(0, 4))
 SPEEDS = (140, 165, 190)
 PER_SPLIT = {"train": 3600, "dev": 100, "test": 100}
 TRAIN_SENTENCES = 3600
@@ -48,7 +58,7 @@ def main(sources: Path) -> None:
     print(f"speaking {sum(PER_SPLIT.values())} Italian clips with {sum(map(len, VOICES.values()))} voices ...")
     with atomic_path(archive) as temp:
         build_archive(temp, sentences=sentences, voices=VOICES, speeds=SPEEDS, per_split=PER_SPLIT, seed=SEED,
-                      show_progress=True)
+                      variety=TRAIN_VARIETY, show_progress=True)
     with atomic_path(lm_text) as temp:
         temp.write_bytes(gzip.compress(("\n".join(lm_sentences) + "\n").encode("utf-8")))
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()

@@ -7,7 +7,9 @@ import json
 import numpy as np
 
 from deepspeech_it.demo.noise import COLOURS, coloured, write_coloured_noise
-from deepspeech_it.demo.synth import SYNTHETIC_RELEASE
+from deepspeech_it.data.audio import load_training_samples
+from deepspeech_it.data.framing import SAMPLE_RATE
+from deepspeech_it.demo.synth import SYNTHETIC_RELEASE, Utterance, Variety, plan_utterances, speak_mp3
 from deepspeech_it.pipeline.s06_export import corpus_source
 
 
@@ -34,3 +36,40 @@ def test_the_model_card_names_synthetic_data_truthfully(tmp_path):
         "Common Voice cv-corpus" not in corpus_source(report, tmp_path / "it.tar.gz")
     report.write_text(json.dumps({"source": "/x/extracted/cv-corpus-17.0-2024-03-15/it"}))
     assert corpus_source(report, tmp_path / "it.tar.gz") == "Common Voice cv-corpus-17.0-2024-03-15"
+
+
+def test_variety_varies_training_clips_only():
+    sentences = {split: [f"frase {split}"] for split in ("train", "dev", "test")}
+    voices = {"train": ["it", "it+m3"], "dev": ["it+f5"], "test": ["it+Gene"]}
+    variety = Variety(pitch=(25, 75), amplitude=(60, 160), word_gap=(0, 4))
+    plan = plan_utterances(sentences, voices, [150], {"train": 40, "dev": 4, "test": 4}, variety, seed=3)
+    train = [u for u in plan if u.split == "train"]
+    assert all(25 <= u.pitch <= 75 and 60 <= u.amplitude <= 160 and 0 <= u.word_gap <= 4 for u in train)
+    assert len({(u.pitch, u.amplitude, u.word_gap) for u in train}) > 30
+    assert all(u.pitch is u.amplitude is u.word_gap is None for u in plan if u.split != "train")
+    assert plan == plan_utterances(sentences, voices, [150], {"train": 40, "dev": 4, "test": 4}, variety, seed=3)
+
+
+def _fundamental(samples: np.ndarray) -> float:
+    """The strongest autocorrelation lag between 60 and 400 Hz of the loudest half second, as a frequency."""
+    x = samples.astype(np.float64)
+    energy = np.convolve(x ** 2, np.ones(SAMPLE_RATE // 2), "valid")
+    start = int(np.argmax(energy))
+    x = x[start:start + SAMPLE_RATE // 2]
+    correlation = np.correlate(x, x, "full")[len(x) - 1:]
+    low, high = SAMPLE_RATE // 400, SAMPLE_RATE // 60
+    return SAMPLE_RATE / (low + int(np.argmax(correlation[low:high])))
+
+
+def test_pitch_amplitude_and_word_gap_reach_espeak(tmp_path):
+    def spoken(name: str, **options) -> np.ndarray:
+        clip = tmp_path / f"{name}.mp3"
+        speak_mp3(Utterance("train", "la luna illumina la notte serena", "it", 160, clip.name, SAMPLE_RATE,
+                            **options), clip)
+        return load_training_samples(clip).astype(np.float64)
+
+    plain, high, quiet, gapped = (spoken("plain"), spoken("high", pitch=90), spoken("quiet", amplitude=40),
+                                  spoken("gapped", word_gap=20))
+    assert _fundamental(high) > 1.2 * _fundamental(plain)
+    assert np.sqrt(np.mean(quiet ** 2)) < 0.6 * np.sqrt(np.mean(plain ** 2))
+    assert len(gapped) > len(plain) + 4 * 0.15 * SAMPLE_RATE        # 5 gaps of 200 ms, allowing for espeak's own

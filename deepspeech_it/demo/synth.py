@@ -43,6 +43,25 @@ class Utterance:
     sample_rate: int = 48000
     stereo: bool = False
     pad_seconds: float = 0.0
+    pitch: int | None = None         # espeak-ng -p (0-99, its default 50)
+    amplitude: int | None = None     # espeak-ng -a (0-200, its default 100)
+    word_gap: int | None = None      # espeak-ng -g, pause between words in 10 ms units (default 0)
+
+    def espeak_options(self) -> list[str]:
+        flags = (("-p", self.pitch), ("-a", self.amplitude), ("-g", self.word_gap))
+        return [part for flag, value in flags if value is not None for part in (flag, str(value))]
+
+
+@dataclass(frozen=True)
+class Variety:
+    """Ranges (inclusive) from which each training clip draws its espeak-ng pitch, amplitude and word gap."""
+
+    pitch: tuple[int, int] = (25, 75)
+    amplitude: tuple[int, int] = (60, 160)
+    word_gap: tuple[int, int] = (0, 4)
+
+    def draw(self, rng: random.Random) -> dict[str, int]:
+        return {name: rng.randint(*getattr(self, name)) for name in ("pitch", "amplitude", "word_gap")}
 
 
 @dataclass
@@ -73,16 +92,20 @@ def split_sentences(sentences: list[str], per_split: dict[str, int], seed: int) 
 
 
 def plan_utterances(sentences: dict[str, list[str]], voices: dict[str, list[str]], speeds: list[int],
-                    per_split: dict[str, int]) -> list[Utterance]:
-    """Assigns sentences, voices and speeds to clips; each split draws on its own sentences and voices."""
-    plan = []
+                    per_split: dict[str, int], variety: Variety | None = None, seed: int = 1) -> list[Utterance]:
+    """Assigns sentences, voices and speeds to clips; each split draws on its own sentences and voices. With
+    VARIETY, training clips also draw pitch, amplitude and word gap (dev and test keep espeak-ng's defaults, so
+    they stay voices training never heard)."""
+    plan, rng = [], random.Random(seed)
     for split in SPLITS:
         for i in range(per_split[split]):
             voice = voices[split][i % len(voices[split])]
             speed = speeds[(i // len(voices[split])) % len(speeds)]
             sentence = sentences[split][i % len(sentences[split])]
             rate = 48000 if i % 2 else 32000
-            plan.append(Utterance(split, sentence, voice, speed, f"common_voice_it_{split}_{i:05d}.mp3", rate))
+            drawn = variety.draw(rng) if variety and split == "train" else {}
+            plan.append(Utterance(split, sentence, voice, speed, f"common_voice_it_{split}_{i:05d}.mp3", rate,
+                                  **drawn))
     return plan
 
 
@@ -90,8 +113,9 @@ def speak_mp3(utterance: Utterance, target: Path) -> None:
     """espeak-ng speaks the sentence; sox pads or duplicates channels when asked; lame encodes the MP3."""
     with tempfile.TemporaryDirectory() as work:
         wav = Path(work) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", utterance.voice, "-s", str(utterance.speed), "-w", str(wav),
-                        utterance.sentence], check=True, capture_output=True)
+        subprocess.run(["espeak-ng", "-v", utterance.voice, "-s", str(utterance.speed),
+                        *utterance.espeak_options(), "-w", str(wav), utterance.sentence],
+                       check=True, capture_output=True)
         if utterance.stereo or utterance.pad_seconds:
             shaped = Path(work) / "shaped.wav"
             effects = (["pad", "0", str(utterance.pad_seconds)] if utterance.pad_seconds else [])
@@ -124,17 +148,18 @@ def hostile_utterances(voice: str) -> list[tuple[Utterance, str | None]]:
 def build_archive(target: Path, *, sentences: dict[str, list[str]] | None = None, voices: dict[str, list[str]] | None = None,
                   speeds: tuple[int, ...] = (150, 175), per_split: dict[str, int] | None = None, layout: str = "new",
                   release: str = SYNTHETIC_RELEASE, hostile: bool = False, seed: int = 1, jobs: int = 2,
-                  show_progress: bool = False) -> Manifest:
+                  variety: Variety | None = None, show_progress: bool = False) -> Manifest:
     """Writes a Common Voice-shaped Italian archive (tar.gz) to TARGET and returns what it holds.
 
-    SENTENCES gives each split its own sentences (default: the project's sentences, split at random with SEED).
+    SENTENCES gives each split its own sentences (default: the project's sentences, split at random with SEED);
+    VARIETY varies the training clips' pitch, amplitude and word gap (see plan_utterances).
     """
     if layout not in ("new", "old"):
         raise ValueError("layout is 'new' or 'old'")
     voices = voices or {"train": ["it", "it+m3", "it+f2"], "dev": ["it+m1"], "test": ["it+f4"]}
     per_split = per_split or {"train": 12, "dev": 4, "test": 4}
     sentences = sentences or split_sentences(project_sentences(), per_split, seed)
-    plan = plan_utterances(sentences, voices, list(speeds), per_split)
+    plan = plan_utterances(sentences, voices, list(speeds), per_split, variety, seed)
     manifest = Manifest(corpus_prefix="" if layout == "old" else f"{release}/it/")
     expected = [(u, None) for u in plan] + (hostile_utterances(voices["train"][0]) if hostile else [])
     with tempfile.TemporaryDirectory() as work:
