@@ -154,13 +154,50 @@ def test_constant_outputs_get_a_reshape_producer():
             converter = tf.compat.v1.lite.TFLiteConverter.from_session(session, [x], [y, c])
             bare = converter.convert()
     assert export.describe_tflite(bare)["outputs_without_producer"] == ["five"]
-    fixed = export.add_producers_for_constant_outputs(bare)
+    fixed = export.add_producers_for_constant_outputs(bare, ["y", "five"])
     assert export.describe_tflite(fixed)["outputs_without_producer"] == []
     interpreter = Interpreter(model_content=fixed)
     interpreter.allocate_tensors()
     interpreter.invoke()
     out = {d["name"]: d["index"] for d in interpreter.get_output_details()}
     assert interpreter.get_tensor(out["five"]).tolist() == [5]
+
+
+# Beam widths equal to another metadata constant (6, 16000, 32, 20) once shared its tensor: the clients crashed.
+# The others are sizes the graph is full of (context, steps, MFCC, alphabet, window), and 2, which the reshape
+# below also uses as a constant.
+@pytest.mark.parametrize("beam_width", [2, 6, 16, 19, 20, 26, 32, 39, 16000])
+def test_every_metadata_output_is_a_tensor_of_its_own(beam_width):
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 2], name="x")
+        y = tf.reshape(x * 2.0, [2], name="y")
+        outputs = [y] + export.metadata_outputs(ALPHABET, beam_width)
+    model = export.convert_to_tflite(g, [x], outputs, quantize=False)
+    info = export.describe_tflite(model)
+    assert list(info["outputs"]) == ["y", *export.METADATA_NAMES]
+    assert info["outputs_without_producer"] == []
+    interpreter = Interpreter(model_content=model)
+    interpreter.allocate_tensors()
+    details = interpreter.get_output_details()
+    assert len({d["index"] for d in details}) == len(details)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], np.array([[1.5, -2.0]], np.float32))
+    interpreter.invoke()
+    out = {d["name"]: interpreter.get_tensor(d["index"]).tolist() for d in details}
+    assert out["y"] == [3.0, -4.0]
+    assert [out[name] for name in export.METADATA_NAMES[:5]] == [[export.GRAPH_VERSION], [16000], [32], [20],
+                                                                  [beam_width]]
+
+
+def test_an_output_the_converter_renamed_is_refused():
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [2], name="x")
+        y = tf.identity(x * 2.0, name="y")
+        with tf.compat.v1.Session(graph=g) as session:
+            bare = tf.compat.v1.lite.TFLiteConverter.from_session(session, [x], [y]).convert()
+    with pytest.raises(export.ExportError, match="renamed outputs: z is y"):
+        export.add_producers_for_constant_outputs(bare, ["z"])
 
 
 def test_weights_of_the_wrong_shape_are_refused(weights):

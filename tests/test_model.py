@@ -7,6 +7,7 @@ and Saver) that writes and reads name-based checkpoints the way DeepSpeech's tra
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import keras
@@ -16,17 +17,23 @@ import tensorflow as tf
 
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.model.checkpoint import (
+    BEST_PREFIX,
+    BEST_STATE_FILE,
     BETA1,
     BETA2,
     EPSILON,
     CheckpointError,
+    listed_checkpoints,
     load_training_state,
     load_weights_by_ds_name,
+    optimizer_counters,
     read_bundle,
+    restore_optimizer_counters,
     save_checkpoint,
     training_tensors,
     write_bundle,
 )
+from deepspeech_it.model import checkpoint
 from deepspeech_it.model.network import build_model, count_parameters, ds_tensors, get_ds_weights, lstm_hoisted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,6 +232,62 @@ def test_our_checkpoint_loads_back_into_the_reference(tmp_path, features):
     assert variables["global_step"] == 1
     assert variables["beta1_power"] == pytest.approx(BETA1 ** 2)
     assert variables["learning_rate"] == pytest.approx(1e-3)
+
+
+def test_adam_update_count_survives_a_checkpoint_where_beta1_power_is_subnormal(tmp_path):
+    model, optimizer = our_model()
+    optimizer.iterations.assign(975)              # beta1^976 is a float32 subnormal with one significant bit
+    write_bundle(tmp_path / "train-975", training_tensors(model, optimizer, 975))
+    again, again_optimizer = our_model()
+    load_training_state(again, again_optimizer, tmp_path / "train-975")
+    assert int(again_optimizer.iterations.numpy()) == 975
+
+
+def test_loss_scale_and_update_count_are_saved_for_the_resume():
+    def scaled():
+        model = build_model(N_CLASSES, n_hidden=N_HIDDEN, dropout=0.0)
+        optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())
+        optimizer.build(model.trainable_variables)
+        return optimizer
+
+    optimizer = scaled()
+    optimizer.inner_optimizer.iterations.assign(40)       # behind the global step: overflowing steps are skipped
+    optimizer.dynamic_scale.assign(4096.0)
+    optimizer.step_counter.assign(17)
+    counters = json.loads(json.dumps(optimizer_counters(optimizer)))   # through the progress sidecar
+    resumed = scaled()
+    restore_optimizer_counters(resumed, counters)
+    assert (int(resumed.inner_optimizer.iterations.numpy()), float(resumed.dynamic_scale.numpy()),
+            int(resumed.step_counter.numpy())) == (40, 4096.0, 17)
+
+
+def _tiny_tensors(step: int) -> dict:
+    return {"global_step": np.asarray(step, np.int64), "layer_1/bias": np.full(2, step, np.float32)}
+
+
+@pytest.mark.parametrize("kind, keep", [("train", 2), (BEST_PREFIX, 1)])
+def test_rotation_killed_after_a_deletion_leaves_a_state_file_naming_existing_bundles(tmp_path, monkeypatch, kind,
+                                                                                     keep):
+    for step in range(1, keep + 1):
+        save_checkpoint(tmp_path, kind, _tiny_tensors(step), {}, max_to_keep=keep)
+    remove = checkpoint.remove_bundle
+
+    def remove_then_die(prefix):
+        remove(prefix)
+        raise KeyboardInterrupt("killed after removing " + prefix.name)
+
+    monkeypatch.setattr(checkpoint, "remove_bundle", remove_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, kind, _tiny_tensors(keep + 1), {}, max_to_keep=keep)
+    state_file = BEST_STATE_FILE if kind == BEST_PREFIX else "checkpoint"
+    listed = listed_checkpoints(tmp_path, state_file)
+    assert [p.name for p in listed] == [f"{kind}-{step}" for step in range(2, keep + 2)]
+    assert all(Path(f"{p}.index").exists() for p in listed)
+    assert read_bundle(listed[-1])["layer_1/bias"].tolist() == [keep + 1] * 2
+    monkeypatch.undo()
+    save_checkpoint(tmp_path, kind, _tiny_tensors(keep + 2), {}, max_to_keep=keep)
+    left = sorted(p.name for p in tmp_path.glob(f"{kind}-*.index"))
+    assert left == sorted(f"{kind}-{step}.index" for step in range(3, keep + 3))   # the leftovers went too
 
 
 def cudnn_style(prefix: Path, target: Path) -> Path:

@@ -10,6 +10,7 @@ import jiwer
 import pytest
 
 from deepspeech_it.data.alphabet import Alphabet
+from deepspeech_it.export import graph as export
 from deepspeech_it.export import native_clients
 from deepspeech_it.export.transcribe import Transcriber
 from deepspeech_it.paths import PROJECT_ROOT
@@ -53,6 +54,17 @@ def test_client_loads_our_model(models, release, kind):
     assert run.version == release.version
     assert run.sample_rate == 16000
     assert run.beam_width == BEAM_WIDTH
+
+
+# Beam widths equal to another metadata value (graph version, sample rate, window and step in ms) made both clients
+# crash (SIGSEGV) while loading; run_client loads in a child process, so a crash fails the test.
+@pytest.mark.parametrize("beam_width", [6, 16000, 32, 20])
+def test_clients_load_a_model_whose_beam_width_equals_another_metadata_value(beam_width, tmp_path):
+    model = write_tflite(tmp_path / "output_graph.tflite", export.random_weights(8, ALPHABET), ALPHABET, beam_width,
+                         quantize=False)
+    for release in native_clients.RELEASES:
+        run = native_clients.run_client(release, model)
+        assert (run.sample_rate, run.beam_width) == (16000, beam_width), release.name
 
 
 def test_clients_accept_our_scorer_without_the_mapping_warning(models, scorer):

@@ -115,7 +115,7 @@ def test_tiny_model_learns_and_writes_deepspeech_layout(corpus, tmp_path):
 
 
 def test_sigkilled_run_resumes_at_the_right_step_and_matches_an_uninterrupted_one(corpus, tmp_path):
-    params = replace(TINY, checkpoint_secs=0)            # a checkpoint after every batch
+    params = replace(TINY, checkpoint_secs=0, dropout=0.3)      # a checkpoint after every batch
     killed = run_child(f"""
         import os, signal
         from pathlib import Path
@@ -142,9 +142,8 @@ def test_sigkilled_run_resumes_at_the_right_step_and_matches_an_uninterrupted_on
     straight = run(corpus, tmp_path / "straight", params)
     ours = load_weights_by_ds_name(tmp_path / "killed" / "checkpoints" / "train-9")
     reference = load_weights_by_ds_name(tmp_path / "straight" / "checkpoints" / "train-9")
-    for name, value in reference.items():
-        np.testing.assert_allclose(ours[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
-    np.testing.assert_allclose(resumed["dev_losses"], straight["dev_losses"], rtol=1e-4)
+    assert [name for name, value in reference.items() if not np.array_equal(ours[name], value)] == []
+    assert resumed["dev_losses"] == straight["dev_losses"]
 
 
 def test_transfer_learning_drops_the_output_layer_once(corpus, tmp_path):

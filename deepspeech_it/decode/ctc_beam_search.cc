@@ -1,6 +1,13 @@
 // CTC prefix beam search with a KenLM word model and a closed dictionary, with the rules and the arithmetic of
 // DeepSpeech 0.9.3's native client, so that a model decoded here and by libdeepspeech.so gives the same transcript.
 //
+// Credit (see NOTICE): the algorithm is that of DeepSpeech's decoder (native_client/ctcdecode, Mozilla Public
+// License 2.0), which came from parlance/ctcdecode (MIT) and, before it, PaddlePaddle DeepSpeech's decoder (Apache
+// License 2.0); this file follows it step for step, with no code taken from them. This project's own: the code, the
+// dictionary as a trie over labels instead of an OpenFST automaton, the KenLM word indices cached per dictionary
+// state, and the C interface. KenLM (LGPL 2.1 or later) is built from its source distribution and linked, not
+// included.
+//
 // What "the same rules" means (tests/test_decoder_matches_deepspeech.py checks them against libdeepspeech.so):
 // * frames are skipped until the first one whose blank probability is below 0.999;
 // * characters are tried in label order (the best CUTOFF_TOP_N by probability when the alphabet is larger), each
@@ -18,7 +25,7 @@
 // comparison), so even ties resolve alike. The speed comes from what DeepSpeech recomputes: a prefix's words are
 // KenLM indices found once per dictionary state, never strings rebuilt and looked up at every step.
 //
-// The C interface at the end is what deepspeech_it/decoding.py loads through ctypes.
+// The C interface at the end is what deepspeech_it/decode/ctc.py loads through ctypes.
 
 #include <algorithm>
 #include <cmath>

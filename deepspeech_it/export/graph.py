@@ -259,40 +259,55 @@ def convert_to_tflite(graph, inputs, outputs, quantize: bool) -> bytes:
             converter._experimental_disable_per_channel = True
             converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         model = converter.convert()
-    return add_producers_for_constant_outputs(model)
+    return add_producers_for_constant_outputs(model, [t.op.name for t in outputs])
 
 
-def add_producers_for_constant_outputs(model_bytes: bytes) -> bytes:
-    """Makes every constant graph output the output of a RESHAPE to its own shape.
+def add_producers_for_constant_outputs(model_bytes: bytes, output_names) -> bytes:
+    """Gives every constant graph output a tensor of its own, named OUTPUT_NAMES[i], computed by a RESHAPE.
 
     The clients find the node that computes each metadata tensor (find_parent_node_ids(idx)[0]) and run only those
     nodes at load time; a constant output has no such node and the lookup reads past an empty vector. TOCO inserted
     the same no-op RESHAPE ("Fixing constant output array"); the MLIR converter leaves the constants bare.
+
+    The MLIR converter also merges equal constants into one tensor under the first one's name: with a beam width of
+    32 (the window length), 20 (the step), 16000 (the sample rate) or 6 (the graph version) the graph's outputs list
+    that tensor twice and none is called metadata_beam_width. The clients look outputs up by name, find nothing and
+    index the output list with -1 (their assert is compiled out): SIGSEGV at load time. So the outputs get fresh
+    tensors under the requested names, and the constant itself stays as it was for any other reader.
     """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
+    names = [name.encode() for name in output_names]
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
     reshape = _opcode_index(model, schema.BuiltinOperator.RESHAPE, schema)
-    for subgraph in model.subgraphs[:1]:
-        produced = {t for op in subgraph.operators for t in op.outputs}
-        for index in subgraph.outputs:
-            if index in produced:
-                continue
-            output = subgraph.tensors[index]
-            shape = [int(d) for d in output.shape]
-            constant = _new_tensor(subgraph, schema, output.name + b"/constant", shape, output.type, output.buffer)
-            new_shape = _new_tensor(subgraph, schema, output.name + b"/shape", [len(shape)],
-                                    schema.TensorType.INT32, _new_buffer(model, schema, np.asarray(shape, np.int32)))
-            output.buffer = _new_buffer(model, schema, None)
-            op = schema.OperatorT()
-            op.opcodeIndex = reshape
-            op.inputs = [constant, new_shape]
-            op.outputs = [index]
-            op.builtinOptionsType = schema.BuiltinOptions.ReshapeOptions
-            op.builtinOptions = schema.ReshapeOptionsT()
-            op.builtinOptions.newShape = shape
-            subgraph.operators.append(op)
+    subgraph = model.subgraphs[0]
+    if len(subgraph.outputs) != len(names):
+        raise ExportError(f"the converter wrote {len(subgraph.outputs)} outputs, {len(names)} were asked for")
+    produced = {t for op in subgraph.operators for t in op.outputs}
+    for position, (index, name) in enumerate(zip(list(subgraph.outputs), names)):
+        if index in produced:
+            continue
+        constant = subgraph.tensors[index]
+        if constant.name in names:
+            constant.name += b"/constant"
+        shape = [int(d) for d in constant.shape]
+        new_shape = _new_tensor(subgraph, schema, name + b"/shape", [len(shape)], schema.TensorType.INT32,
+                                _new_buffer(model, schema, np.asarray(shape, np.int32)))
+        output = _new_tensor(subgraph, schema, name, shape, constant.type, _new_buffer(model, schema, None))
+        op = schema.OperatorT()
+        op.opcodeIndex = reshape
+        op.inputs = [index, new_shape]
+        op.outputs = [output]
+        op.builtinOptionsType = schema.BuiltinOptions.ReshapeOptions
+        op.builtinOptions = schema.ReshapeOptionsT()
+        op.builtinOptions.newShape = shape
+        subgraph.operators.append(op)
+        subgraph.outputs[position] = output
+    got = [subgraph.tensors[i].name for i in subgraph.outputs]
+    if got != names:
+        raise ExportError("the converter renamed outputs: " + ", ".join(
+            f"{want.decode()} is {have.decode()}" for want, have in zip(names, got) if want != have))
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 

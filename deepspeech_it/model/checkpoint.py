@@ -5,7 +5,7 @@ A checkpoint directory holds ``train-<step>`` bundles listed by the state file `
 them. Every bundle is a TF1 ``Saver``-style V2 bundle keyed by DeepSpeech's variable names: ``global_step``,
 ``learning_rate``, ``beta1_power``, ``beta2_power``, the weights and their Adam moments ``<name>/Adam`` and
 ``<name>/Adam_1``. A ``<prefix>.progress.json`` sidecar carries what DeepSpeech keeps nowhere (epoch, position in the
-epoch, loss history, early-stopping counters); DeepSpeech ignores it.
+epoch, loss history, early-stopping counters, Adam's exact update count, the loss scale); DeepSpeech ignores it.
 """
 
 from __future__ import annotations
@@ -163,6 +163,27 @@ def training_tensors(model: DeepSpeech, optimizer, global_step: int) -> dict[str
     return out
 
 
+def optimizer_counters(optimizer) -> dict:
+    """What DeepSpeech's variables leave implicit, for the progress sidecar: Adam's exact update count (the beta
+    powers lose it in float32 past ~900 updates) and, for float16, the dynamic loss scale and its growth counter."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    counters = {"adam_updates": int(inner.iterations.numpy())}
+    if inner is not optimizer:
+        counters["loss_scale"] = float(optimizer.dynamic_scale.numpy())
+        counters["loss_scale_steps"] = int(optimizer.step_counter.numpy())
+    return counters
+
+
+def restore_optimizer_counters(optimizer, counters: dict) -> None:
+    """Puts back what ``optimizer_counters`` saved; counters absent (DeepSpeech's checkpoints) stay as loaded."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if "adam_updates" in counters:
+        inner.iterations.assign(int(counters["adam_updates"]))
+    if inner is not optimizer and "loss_scale" in counters:
+        optimizer.dynamic_scale.assign(float(counters["loss_scale"]))
+        optimizer.step_counter.assign(int(counters["loss_scale_steps"]))
+
+
 def dropped_by(name: str, drop_source_layers: int) -> bool:
     """DeepSpeech's substring rule: 1 drops '6', 2 adds '5', 3 'lstm', 4 '3', 5 '2' (layer_1 is always kept)."""
     if drop_source_layers <= 0:
@@ -172,10 +193,11 @@ def dropped_by(name: str, drop_source_layers: int) -> bool:
 
 
 def _updates_done(beta1_power: float | None, beta2_power: float | None, global_step: int) -> int:
-    # Recover Adam's update count from beta^(t+1); beta1^t underflows float32 after ~1000 steps and
-    # beta2^t after ~100k, then the global step is the count (DeepSpeech applies one update per step).
+    # Recover Adam's update count from beta^(t+1) while it is a normal float32: beta1^t becomes subnormal after ~830
+    # steps (and too coarse to count by ~960), beta2^t after ~87k; then the global step is the count (DeepSpeech
+    # applies one update per step). Our own checkpoints also carry the exact count (optimizer_counters).
     for power, beta in ((beta1_power, BETA1), (beta2_power, BETA2)):
-        if power is not None and 0.0 < power < 1.0:
+        if power is not None and float(np.finfo(np.float32).tiny) <= power < 1.0:
             return max(0, round(math.log(power) / math.log(beta)) - 1)
     return max(0, global_step)
 
@@ -262,8 +284,8 @@ def read_progress(prefix: Path) -> dict | None:
 
 def save_checkpoint(directory: Path, kind: str, tensors: dict[str, np.ndarray], progress: dict,
                     max_to_keep: int) -> Path:
-    """Writes ``<kind>-<step>`` (kind ``train`` or ``best_dev``), its progress sidecar, then the state file;
-    removes bundles beyond ``max_to_keep``. A crash at any point leaves the previous state file valid."""
+    """Writes ``<kind>-<step>`` (kind ``train`` or ``best_dev``), its progress sidecar, then the state file naming
+    the newest ``max_to_keep``, then removes the others. A crash at any point leaves a valid state file."""
     state_file = TRAIN_STATE_FILE if kind == TRAIN_PREFIX else BEST_STATE_FILE
     directory.mkdir(parents=True, exist_ok=True)
     step = int(tensors["global_step"])
@@ -271,11 +293,20 @@ def save_checkpoint(directory: Path, kind: str, tensors: dict[str, np.ndarray], 
     write_bundle(prefix, tensors)
     write_json_atomic(progress_path(prefix), progress)
     kept = [p for p in listed_checkpoints(directory, state_file) if p != prefix and Path(str(p) + ".index").exists()]
-    kept.append(prefix)
-    for old in kept[:-max_to_keep]:
+    kept = (kept + [prefix])[-max_to_keep:]
+    write_state_file(directory, state_file, kept)
+    # Only bundles the state file no longer names are removed, and only once it is written: a kill at any point
+    # leaves a state file whose bundles all exist (at worst with an unlisted bundle, which the next save removes).
+    for old in unlisted_bundles(directory, kind, kept):
         remove_bundle(old)
-    write_state_file(directory, state_file, kept[-max_to_keep:])
     return prefix
+
+
+def unlisted_bundles(directory: Path, kind: str, listed: list[Path]) -> list[Path]:
+    """Prefixes of ``<kind>-<step>`` bundles in DIRECTORY that LISTED lacks (rotated out, or never listed)."""
+    names = {p.name for p in listed}
+    found = {path.name.split(".", 1)[0] for path in directory.glob(f"{kind}-*.*")}
+    return [directory / name for name in sorted(found - names) if re.fullmatch(rf"{re.escape(kind)}-\d+", name)]
 
 
 def write_companions(directory: Path, flags: dict, alphabet_text: str) -> None:

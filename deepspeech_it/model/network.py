@@ -77,7 +77,8 @@ class DeepSpeech(keras.Model):
         # Softmax and CTC need the range of float32; the output layer never runs in reduced precision.
         self.layer_6 = dense("layer_6", n_classes, 6, dtype="float32")
         self.clip = keras.layers.ReLU(max_value=RELU_CLIP, dtype=dtype_policy)
-        self.dropouts = [keras.layers.Dropout(dropout, seed=seeds[7 + i], dtype=dtype_policy) for i in range(4)]
+        self.dropout = dropout
+        self.dropout_seeds = seeds[7:11]
 
     def build(self, input_shape=None):
         self.layer_1.build((None, None, WINDOWED_INPUT))
@@ -88,16 +89,33 @@ class DeepSpeech(keras.Model):
         self.layer_6.build((None, None, self.n_hidden))
         self.built = True
 
-    def call(self, mfcc, training=False):
+    def call(self, mfcc, training=False, step=None):
+        """``step`` (the global step, needed when training with dropout) picks the dropout masks."""
         x = context_windows(mfcc)
-        x = self.dropouts[0](self.clip(self.layer_1(x)), training=training)
-        x = self.dropouts[1](self.clip(self.layer_2(x)), training=training)
-        x = self.dropouts[2](self.clip(self.layer_3(x)), training=training)
+        x = self._drop(self.clip(self.layer_1(x)), 0, training, step)
+        x = self._drop(self.clip(self.layer_2(x)), 1, training, step)
+        x = self._drop(self.clip(self.layer_3(x)), 2, training, step)
         # Frames past an utterance's end only follow its valid frames, so without a mask the valid outputs are
         # exact and the LSTM stays eligible for cuDNN.
         x = self.lstm(x, training=training) if on_gpu() else lstm_hoisted(self.lstm, x)
-        x = self.dropouts[3](self.clip(self.layer_5(x)), training=training)
+        x = self._drop(self.clip(self.layer_5(x)), 3, training, step)
         return self.layer_6(x)
+
+    def _drop(self, x, index: int, training: bool, step):
+        """Dropout whose mask is a function of (seed, layer, step, replica), so it keeps no random state: a run
+        resumed from a checkpoint draws the masks an uninterrupted run would (Keras' seeded Dropout restarts its
+        generator in every process). Unseeded models draw from the global generator."""
+        if not training or self.dropout <= 0:
+            return x
+        layer_seed = self.dropout_seeds[index]
+        if layer_seed is None:
+            return tf.nn.dropout(x, self.dropout)
+        if step is None:
+            raise ValueError("training with dropout needs the global step")
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.stack([tf.constant(layer_seed, tf.int64), tf.cast(step, tf.int64)]), tf.cast(replica, tf.int64))
+        return tf.nn.experimental.stateless_dropout(x, self.dropout, seed=seed)
 
 
 def lstm_hoisted(layer: keras.layers.LSTM, x):

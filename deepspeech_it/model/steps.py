@@ -58,16 +58,16 @@ class Steps:
 
     def __init__(self, strategy, model: DeepSpeech, optimizer, element_spec):
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
-        self.train = tf.function(self._train, input_signature=[element_spec])
+        self.train = tf.function(self._train, input_signature=[element_spec, tf.TensorSpec([], tf.int64)])
         self.evaluate = tf.function(self._evaluate, input_signature=[element_spec])
 
-    def _replica_train(self, mfcc, mfcc_len, labels, label_len, seconds):
+    def _replica_train(self, mfcc, mfcc_len, labels, label_len, seconds, step):
         utterances = tf.cast(tf.shape(mfcc)[0], tf.float32)
         # Mean over the global batch, which the last batch of an epoch may not fill.
         total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, utterances)
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            losses = ctc_per_utterance(self.model(mfcc, training=True), mfcc_len, labels, label_len)
+            losses = ctc_per_utterance(self.model(mfcc, training=True, step=step), mfcc_len, labels, label_len)
             loss = tf.reduce_sum(losses) / tf.maximum(total, 1.0)
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
@@ -83,8 +83,9 @@ class Steps:
     def _reduce(self, results):
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]
 
-    def _train(self, batch):
-        return self._reduce(self.strategy.run(self._replica_train, args=batch))
+    def _train(self, batch, step):
+        # The global step picks the dropout masks (see DeepSpeech._drop).
+        return self._reduce(self.strategy.run(self._replica_train, args=(*batch, step)))
 
     def _evaluate(self, batch):
         return self._reduce(self.strategy.run(self._replica_eval, args=batch))

@@ -19,8 +19,10 @@ from deepspeech_it.model.checkpoint import (
     TRAIN_PREFIX,
     latest_checkpoint,
     load_training_state,
+    optimizer_counters,
     read_progress,
     resolve_checkpoint,
+    restore_optimizer_counters,
     save_checkpoint,
     training_tensors,
     write_companions,
@@ -80,6 +82,7 @@ class Progress:
     epochs_without_improvement: int = 0
     plan_key: str = ""              # the training set the position refers to
     trained_seconds: float = 0.0    # audio seconds trained on, over all epochs
+    optimizer: dict = field(default_factory=dict)   # checkpoint.optimizer_counters
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Progress":
@@ -134,6 +137,7 @@ class Trainer:
             report = load_training_state(self.model, self.optimizer, own)
             self.global_step = report.global_step
             self.progress = Progress.from_dict(read_progress(own))
+            restore_optimizer_counters(self.optimizer, self.progress.optimizer)
             if self.progress.plan_key != self.plan_key:
                 # Other training data: the position inside the epoch refers to another plan.
                 self.progress.batch, self.progress.epoch_loss_sum, self.progress.epoch_utterances = 0, 0.0, 0
@@ -154,6 +158,7 @@ class Trainer:
             return None
         tensors = training_tensors(self.model, self.optimizer, self.global_step)
         self.progress.plan_key = self.plan_key
+        self.progress.optimizer = optimizer_counters(self.optimizer)
         keep = self.params.max_to_keep if kind == TRAIN_PREFIX else 1
         return save_checkpoint(self.checkpoint_dir, kind, tensors, asdict(self.progress), keep)
 
@@ -206,7 +211,7 @@ class Trainer:
             bar.update(self.progress.batch)
             epoch_started = time.monotonic()
             for batch in self._distributed(self.train_samples, plan, skip=self.progress.batch, epoch=epoch):
-                batch_loss, utterances, seconds = self.steps.train(batch)
+                batch_loss, utterances, seconds = self.steps.train(batch, tf.constant(self.global_step, tf.int64))
                 self.global_step += 1
                 self.progress.batch += 1
                 self.progress.epoch_loss_sum += float(batch_loss)
