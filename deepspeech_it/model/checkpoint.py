@@ -10,12 +10,14 @@ epoch, loss history, early-stopping counters); DeepSpeech ignores it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -50,13 +52,27 @@ def write_bundle(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
 
 
 def read_bundle(prefix: str | Path, names=None) -> dict[str, np.ndarray]:
-    reader = tf.train.load_checkpoint(str(prefix))
-    wanted = reader.get_variable_to_shape_map().keys() if names is None else names
-    return {name: reader.get_tensor(name) for name in wanted}
+    with _damage_reported(prefix):
+        reader = tf.train.load_checkpoint(str(prefix))
+        wanted = reader.get_variable_to_shape_map().keys() if names is None else names
+        return {name: reader.get_tensor(name) for name in wanted}
 
 
 def bundle_names(prefix: str | Path) -> dict[str, list[int]]:
-    return tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
+    with _damage_reported(prefix):
+        return tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
+
+
+@contextlib.contextmanager
+def _damage_reported(prefix: str | Path) -> Iterator[None]:
+    """TensorFlow's reader errors on a truncated or overwritten bundle, as one CheckpointError naming it."""
+    try:
+        yield
+    except (tf.errors.OpError, ValueError, IndexError) as problem:      # IndexError: "Read less bytes"
+        detail = (getattr(problem, "message", "") or str(problem)).strip().splitlines()
+        raise CheckpointError(f"checkpoint {prefix} cannot be read ({detail[0][:200] if detail else 'damaged'}); "
+                              "the bundle (.index/.data files) is damaged: restore it or move it away and train "
+                              "again") from None
 
 
 def bundle_files(prefix: Path) -> list[Path]:
@@ -199,7 +215,8 @@ def load_training_state(model: DeepSpeech, optimizer, prefix: str | Path, *, dro
     """
     prefix = Path(prefix)
     available = bundle_names(prefix)
-    reader = tf.train.load_checkpoint(str(prefix))
+    with _damage_reported(prefix):
+        reader = tf.train.load_checkpoint(str(prefix))
     loaded, initialised = [], []
 
     def take(name: str):
@@ -209,7 +226,8 @@ def load_training_state(model: DeepSpeech, optimizer, prefix: str | Path, *, dro
         if name not in available:
             return None
         loaded.append(name)
-        return reader.get_tensor(name)
+        with _damage_reported(prefix):
+            return reader.get_tensor(name)
 
     for tensor in ds_tensors(model):
         value = take(tensor.name)
