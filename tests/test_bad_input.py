@@ -291,9 +291,10 @@ def release(tmp_path_factory) -> Path:
     nan = dict(weights, **{"layer_6/bias": np.full_like(weights["layer_6/bias"], np.nan)})
     write_tflite(folder / "nan" / "output_graph.tflite", nan, ALPHABET, 16, quantize=False)
     (folder / "nan" / "kenlm.scorer").write_bytes(scorer.read_bytes())
-    (folder / "checkpoints").mkdir()
-    write_bundle(folder / "checkpoints" / "train-1", weights)
-    write_state_file(folder / "checkpoints", TRAIN_STATE_FILE, [folder / "checkpoints" / "train-1"])
+    for name, values in (("checkpoints", weights), ("nan-checkpoints", nan)):
+        (folder / name).mkdir()
+        write_bundle(folder / name / "train-1", values)
+        write_state_file(folder / name, TRAIN_STATE_FILE, [folder / name / "train-1"])
     write_wav(folder / "clip.wav", (np.sin(np.arange(16000) / 5) * 3000).astype(np.int16))
     return folder
 
@@ -388,3 +389,13 @@ def test_damaged_scorer_in_a_stage_is_one_line_naming_it(tmp_path, release, scri
     scorer = (release / "models" / "kenlm.scorer").read_bytes()
     (tmp_path / "lm" / "kenlm.scorer").write_bytes(scorer[:len(scorer) // 2])
     stage_fails(STAGES[script], tmp_path, "kenlm.scorer: no 'TRIE' trailer", LM_EVALUATE_RANGE="0.5,1")
+
+
+def test_stage_05_refuses_a_diverged_checkpoints_outputs(tmp_path, release):
+    import shutil
+
+    _data_folder(tmp_path)
+    shutil.copytree(release / "nan-checkpoints", tmp_path / "checkpoints")
+    (tmp_path / "lm").mkdir()
+    shutil.copyfile(release / "models" / "kenlm.scorer", tmp_path / "lm" / "kenlm.scorer")
+    stage_fails(evaluate_lm, tmp_path, "the model has diverged", LM_EVALUATE_RANGE="0.5,1", PROGRESS="0")

@@ -57,3 +57,11 @@ def test_native_lines_written_during_the_import_block_are_filtered_not_silenced(
     """)
     assert result.stdout.strip() == "raised"
     assert result.stderr == REAL
+
+
+def test_tensor_float_32_is_off_for_the_tests_and_their_children():
+    from deepspeech_it.util.tf_runtime import tf
+
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+    result = _child("import os; print(os.environ.get('NVIDIA_TF32_OVERRIDE'))")
+    assert result.stdout.strip() == "0"
