@@ -41,7 +41,7 @@ TFLITE_FILE = "output_graph.tflite"
 MAX_SEED = 2**32 - 1             # numpy's and keras.utils.set_random_seed's limit (optuna's sampler too)
 JOBS_PER_CORE = 4                # import processes: conversion is CPU-bound, each process costs memory
 KENLM_MAX_ORDER = 6              # what KenLM is compiled for here and in DeepSpeech's and Coqui's clients
-MAX_PRUNE = 2**32 - 1
+MAX_PRUNE = 2**32 - 1            # lmplz reads 64-bit counts; no n-gram of any corpus is this frequent
 MAX_VOCABULARY = 100_000_000     # far above any corpus; KenLM numbers words with 32 bits
 MIN_LM_MEMORY = 64 << 20         # lmplz aborts with less, even on a tiny corpus
 MAX_MEMORY_PERCENT = 90          # KenLM's sort buffers are real memory: leave some to the rest of the machine
@@ -49,9 +49,9 @@ MAX_CLIP_SECS = 600.0            # one clip's activations must fit a training ba
 # The export holds the float weights (about 11 * N_HIDDEN**2 of them) in a GraphDef and a TFLite flatbuffer, both
 # limited to 2 GB: 4096 gives 0.74 GB, 8192 would not fit.
 MAX_N_HIDDEN = 4096
-MAX_BATCH_SIZE = 4096
-MAX_EPOCHS = 100_000
-MAX_CHECKPOINTS_KEPT = 1000
+MAX_BATCH_SIZE = 4096            # a batch is padded to its longest clip and held at once: beyond any GPU's memory
+MAX_EPOCHS = 100_000             # epoch counters and plots stay readable; no run needs more
+MAX_CHECKPOINTS_KEPT = 1000      # each bundle is N_HIDDEN-sized (0.5 GB at 2048, with Adam's moments)
 MAX_CHECKPOINT_SECS = 7 * 24 * 3600
 MAX_BEAM_WIDTH = 65536           # prefixes kept per frame; each tries 40 characters
 
