@@ -362,7 +362,7 @@ STAGES = {"05_evaluate_lm.py": evaluate_lm, "06_export.py": export}
 
 
 @pytest.mark.parametrize("script", sorted(STAGES))
-@pytest.mark.parametrize("damage", ["data file truncated", "index overwritten"])
+@pytest.mark.parametrize("damage", ["data file truncated", "index overwritten", "state file not UTF-8"])
 def test_damaged_checkpoint_is_one_line_naming_it(tmp_path, release, script, damage):
     import shutil
 
@@ -370,13 +370,17 @@ def test_damaged_checkpoint_is_one_line_naming_it(tmp_path, release, script, dam
     shutil.copytree(release / "checkpoints", tmp_path / "checkpoints")
     (tmp_path / "lm").mkdir()
     shutil.copyfile(release / "models" / "kenlm.scorer", tmp_path / "lm" / "kenlm.scorer")
+    fragment = "train-1 cannot be read"
     if damage == "data file truncated":
         [data] = (tmp_path / "checkpoints").glob("train-1.data-*")
         data.write_bytes(data.read_bytes()[:100])
-    else:
+    elif damage == "index overwritten":
         index = tmp_path / "checkpoints" / "train-1.index"
         index.write_bytes(bytes(index.stat().st_size))
-    stage_fails(STAGES[script], tmp_path, "train-1 cannot be read", LM_EVALUATE_RANGE="0.5,1")
+    else:
+        (tmp_path / "checkpoints" / "checkpoint").write_bytes(b"model_checkpoint_path: \"\xff\"\n")
+        fragment = "checkpoints/checkpoint is damaged"
+    stage_fails(STAGES[script], tmp_path, fragment, LM_EVALUATE_RANGE="0.5,1")
 
 
 @pytest.mark.parametrize("script", sorted(STAGES))

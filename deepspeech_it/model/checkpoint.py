@@ -24,7 +24,7 @@ import numpy as np
 from deepspeech_it.config import ALPHABET_FILE
 from deepspeech_it.model.network import LSTM_SCOPE, DeepSpeech, ds_tensors
 from deepspeech_it.util.atomic import write_json_atomic, write_text_atomic
-from deepspeech_it.util.errors import PipelineError
+from deepspeech_it.util.errors import PipelineError, one_line
 from deepspeech_it.util.tf_runtime import tf
 
 TRAIN_PREFIX = "train"
@@ -87,15 +87,23 @@ def remove_bundle(prefix: Path) -> None:
 
 def listed_checkpoints(directory: Path, state_file: str) -> list[Path]:
     """Bundles a state file lists, oldest first (relative entries are relative to the directory, as in TF)."""
-    state = tf.train.get_checkpoint_state(str(directory), latest_filename=state_file)
+    state = _checkpoint_state(directory, state_file)
     if state is None:
         return []
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     return [Path(p) if os.path.isabs(p) else directory / p for p in paths]
 
 
+def _checkpoint_state(directory: Path, state_file: str):
+    try:
+        return tf.train.get_checkpoint_state(str(directory), latest_filename=state_file)
+    except ValueError as problem:       # UnicodeDecodeError: TensorFlow itself only warns on a bad text proto
+        raise CheckpointError(f"{Path(directory) / state_file} is damaged ({one_line(problem)[:120]}); restore "
+                              "it or move the checkpoint folder away and train again") from None
+
+
 def latest_checkpoint(directory: Path, state_file: str = TRAIN_STATE_FILE) -> Path | None:
-    state = tf.train.get_checkpoint_state(str(directory), latest_filename=state_file)
+    state = _checkpoint_state(directory, state_file)
     if state is None or not state.model_checkpoint_path:
         return None
     path = Path(state.model_checkpoint_path)
@@ -275,7 +283,13 @@ def progress_path(prefix: Path) -> Path:
 
 def read_progress(prefix: Path) -> dict | None:
     path = progress_path(prefix)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as problem:       # a truncated file, or not JSON at all
+        raise CheckpointError(f"{path} is damaged ({one_line(problem)[:120]}); restore it or move the checkpoint "
+                              "folder away and train again") from None
 
 
 def save_checkpoint(directory: Path, kind: str, tensors: dict[str, np.ndarray], progress: dict,
