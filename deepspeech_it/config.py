@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.evaluate.grid import parse_evaluate_range
+from deepspeech_it.evaluate.grid import MAX_PAIRS, MAX_WEIGHT, parse_evaluate_range
 from deepspeech_it.model.augment_spec import Augmentation, parse_augment
 from deepspeech_it.paths import ALPHABET_DIR
 
@@ -43,23 +43,43 @@ DEMO_REPORT_FILE = "demo_report.json"
 DEMO_STARTED_FILE = "demo_started"      # written by `make demo` before its first step: seconds since the epoch
 
 
+# ---- what the code can honour: every number is checked against these before any work ----------------------
+
+MAX_SEED = 2**32 - 1             # numpy's and keras.utils.set_random_seed's limit (optuna's sampler too)
+JOBS_PER_CORE = 4                # import processes: conversion is CPU-bound, each process costs memory
+KENLM_MAX_ORDER = 6              # what KenLM is compiled for here and in DeepSpeech's and Coqui's clients
+MAX_PRUNE = 2**32 - 1            # lmplz reads 64-bit counts; no n-gram of any corpus is this frequent
+MAX_VOCABULARY = 100_000_000     # far above any corpus; KenLM numbers words with 32 bits
+MIN_LM_MEMORY = 64 << 20         # lmplz aborts with less, even on a tiny corpus
+MAX_MEMORY_PERCENT = 90          # KenLM's sort buffers are real memory: leave some to the rest of the machine
+MAX_CLIP_SECS = 600.0            # one clip's activations must fit a training batch in memory
+# The export holds the float weights (about 11 * N_HIDDEN**2 of them) in a GraphDef and a TFLite flatbuffer, both
+# limited to 2 GB: 4096 gives 0.74 GB, 8192 would not fit.
+MAX_N_HIDDEN = 4096
+MAX_BATCH_SIZE = 4096            # a batch is padded to its longest clip and held at once: beyond any GPU's memory
+MAX_EPOCHS = 100_000             # epoch counters and plots stay readable; no run needs more
+MAX_CHECKPOINTS_KEPT = 1000      # each bundle is N_HIDDEN-sized (0.5 GB at 2048, with Adam's moments)
+MAX_CHECKPOINT_SECS = 7 * 24 * 3600
+MAX_BEAM_WIDTH = 65536           # prefixes kept per frame; each tries 40 characters
+
+
 # ---- parsers: text -> value, ValueError says what is allowed ------------------------------------------------
 
 
-def _integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+def _integer(minimum: int, maximum: int, why: str = "") -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise ValueError(_range_text("a whole number", minimum, maximum)) from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise ValueError(_range_text("a whole number", minimum, maximum))
+            raise ValueError(_range_text("a whole number", minimum, maximum) + why) from None
+        if not minimum <= value <= maximum:
+            raise ValueError(_range_text("a whole number", minimum, maximum) + why)
         return value
 
     return parse
 
 
-def _number(minimum: float | None = None, maximum: float | None = None, *, open_min: bool = False,
+def _number(minimum: float, maximum: float, *, open_min: bool = False,
             open_max: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -68,8 +88,8 @@ def _number(minimum: float | None = None, maximum: float | None = None, *, open_
             raise ValueError(_range_text("a number", minimum, maximum, open_min, open_max)) from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(_range_text("a finite number", minimum, maximum, open_min, open_max))
-        low_bad = minimum is not None and (value <= minimum if open_min else value < minimum)
-        high_bad = maximum is not None and (value >= maximum if open_max else value > maximum)
+        low_bad = value <= minimum if open_min else value < minimum
+        high_bad = value >= maximum if open_max else value > maximum
         if low_bad or high_bad:
             raise ValueError(_range_text("a number", minimum, maximum, open_min, open_max))
         return value
@@ -78,12 +98,9 @@ def _number(minimum: float | None = None, maximum: float | None = None, *, open_
 
 
 def _range_text(kind: str, minimum, maximum, open_min: bool = False, open_max: bool = False) -> str:
-    parts = []
-    if minimum is not None:
-        parts.append(f"{'>' if open_min else '>='} {minimum:g}")
-    if maximum is not None:
-        parts.append(f"{'<' if open_max else '<='} {maximum:g}")
-    return f"allowed: {kind}" + (" " + " and ".join(parts) if parts else "")
+    low = f"{'>' if open_min else '>='} {minimum:g}" if isinstance(minimum, float) else f">= {minimum}"
+    high = f"{'<' if open_max else '<='} {maximum:g}" if isinstance(maximum, float) else f"<= {maximum}"
+    return f"allowed: {kind} {low} and {high}"
 
 
 def _flag(text: str) -> bool:
@@ -142,13 +159,37 @@ def _prune(text: str) -> tuple[int, ...]:
         values = tuple(int(part) for part in text.split())
     except ValueError:
         values = ()
-    if not values or any(v < 0 for v in values) or list(values) != sorted(values):
-        raise ValueError("allowed: space-separated non-negative, non-decreasing whole numbers, e.g. '0 0 1'")
+    if not values or any(not 0 <= v <= MAX_PRUNE for v in values) or list(values) != sorted(values):
+        raise ValueError(f"allowed: space-separated non-decreasing whole numbers from 0 to {MAX_PRUNE}, e.g. '0 0 1'")
     return values
 
 
 def _augment(text: str):
     return parse_augment(text)
+
+
+def _memory(text: str) -> str:
+    """lmplz/build_binary -S: a percentage of the physical memory or a size (a bare number is KiB, as in KenLM)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(%|[bKMGTPEZY])?", text)
+    total = physical_memory()
+    allowed = (f"allowed: a percentage or a size such as 50% or 4G, from {MIN_LM_MEMORY >> 20}M to "
+               f"{MAX_MEMORY_PERCENT}% of the memory ({total * MAX_MEMORY_PERCENT / 100 / 2**30:.1f}G)")
+    if not match:
+        raise ValueError(allowed)
+    number, unit = float(match.group(1)), match.group(2) or "K"
+    size = total * number / 100 if unit == "%" else number * 1024 ** "bKMGTPEZY".index(unit)
+    if not MIN_LM_MEMORY <= size <= total * MAX_MEMORY_PERCENT / 100:
+        raise ValueError(allowed)
+    return text
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory, as KenLM measures it for a percentage."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _import_jobs(text: str) -> int:
+    return _integer(1, JOBS_PER_CORE * _cores(), f" ({JOBS_PER_CORE} per core)")(text)
 
 
 def _evaluate_range(text: str):
@@ -180,34 +221,35 @@ class Config:
     english_compatible: bool = var("0", _flag, "1: English alphabet, accents stripped (keeps an English output layer)")
     progress: bool = var("1", _flag, "0 turns progress bars off (they are off anyway when not on a terminal)")
     # Import
-    max_secs: float = var("10", _number(0, open_min=True), "Longest clip kept, in seconds")
-    import_jobs: int = var("", _integer(1), "Processes converting clips; empty: all cores")
+    max_secs: float = var("10", _number(0.0, MAX_CLIP_SECS, open_min=True), "Longest clip kept, in seconds")
+    import_jobs: int = var("", _import_jobs, "Processes converting clips, at most 4 per core; empty: all cores")
     # Language model
     lm_sources: tuple = var("", _existing_files(None, globs=True),
                             "Extra LM text: space-separated files or globs (plain, .gz, .xz; one sentence a line)")
-    lm_order: int = var("5", _integer(2, 6), "Order of the KenLM n-gram model")
+    lm_order: int = var("5", _integer(2, KENLM_MAX_ORDER), "Order of the KenLM n-gram model (2-6)")
     lm_prune: tuple = var("0 0 1", _prune, "lmplz --prune thresholds, one per order from unigrams up")
-    lm_top_k: int = var("500000", _integer(1), "Vocabulary size: the most frequent words kept")
-    lm_memory: str = var("50%", _pattern(r"\d+(\.\d+)?(%|[bKMGTPEZY])?", "a percentage or a size such as 50% or 4G"),
-                         "Memory bound of lmplz")
+    lm_top_k: int = var("500000", _integer(1, MAX_VOCABULARY), "Vocabulary size: the most frequent words kept")
+    lm_memory: str = var("50%", _memory, "Memory bound of lmplz and build_binary: 64M to 90% of the memory")
     lm_keep_arpa: bool = var("0", _flag, "1 keeps the ARPA file next to the binary model")
-    lm_alpha: float = var("0.931289039105002", _number(0), "Language-model weight of the decoder")
-    lm_beta: float = var("1.1834137581510284", _number(), "Word insertion bonus of the decoder")
+    lm_alpha: float = var("0.931289039105002", _number(0.0, MAX_WEIGHT), "Language-model weight of the decoder")
+    lm_beta: float = var("1.1834137581510284", _number(-MAX_WEIGHT, MAX_WEIGHT), "Word insertion bonus of the decoder")
     # Acoustic model training
-    n_hidden: int = var("2048", _integer(1), "Width of the hidden layers and of the LSTM")
-    batch_size: int = var("64", _integer(1), "Global batch size (split across GPUs)")
-    epochs: int = var("30", _integer(1), "Most training epochs")
-    learning_rate: float = var("0.0001", _number(0, open_min=True), "Adam learning rate")
-    dropout: float = var("0.4", _number(0, 1, open_max=True), "Dropout rate of layers 1, 2, 3 and 5")
+    n_hidden: int = var("2048", _integer(1, MAX_N_HIDDEN), "Width of the hidden layers and of the LSTM")
+    batch_size: int = var("64", _integer(1, MAX_BATCH_SIZE), "Global batch size (split across GPUs)")
+    epochs: int = var("30", _integer(1, MAX_EPOCHS), "Most training epochs")
+    learning_rate: float = var("0.0001", _number(0.0, 1.0, open_min=True), "Adam learning rate")
+    dropout: float = var("0.4", _number(0.0, 1.0, open_max=True), "Dropout rate of layers 1, 2, 3 and 5")
     early_stop: bool = var("1", _flag, "1 stops when the dev loss has not improved for ES_EPOCHS epochs")
-    es_epochs: int = var("10", _integer(1), "Epochs without dev improvement before early stopping")
+    es_epochs: int = var("10", _integer(1, MAX_EPOCHS), "Epochs without dev improvement before early stopping")
     reduce_lr_on_plateau: bool = var("0", _flag, "1 reduces the learning rate when the dev loss stalls")
-    plateau_epochs: int = var("10", _integer(1), "Epochs without dev improvement before the learning rate is reduced")
-    plateau_reduction: float = var("0.1", _number(0, 1, open_min=True, open_max=True),
+    plateau_epochs: int = var("10", _integer(1, MAX_EPOCHS),
+                              "Epochs without dev improvement before the learning rate is reduced")
+    plateau_reduction: float = var("0.1", _number(0.0, 1.0, open_min=True, open_max=True),
                                    "Factor applied to the learning rate on a plateau")
-    random_seed: int = var("4568", _integer(0), "Seed of every random generator")
-    max_to_keep: int = var("5", _integer(1), "Training checkpoints kept")
-    checkpoint_secs: int = var("600", _integer(1), "Longest time between two checkpoints, in seconds")
+    random_seed: int = var("4568", _integer(0, MAX_SEED), "Seed of every random generator (0 to 2**32 - 1)")
+    max_to_keep: int = var("5", _integer(1, MAX_CHECKPOINTS_KEPT), "Training checkpoints kept")
+    checkpoint_secs: int = var("600", _integer(1, MAX_CHECKPOINT_SECS),
+                               "Longest time between two checkpoints, in seconds")
     amp: bool = var("1", _flag, "1: mixed precision (float16 on GPUs, bfloat16 on CPUs)")
     train_files: tuple = var("", _existing_files(",", globs=False), "Extra training CSVs, comma-separated")
     dev_files: tuple = var("", _existing_files(",", globs=False), "Extra dev CSVs, comma-separated")
@@ -221,12 +263,15 @@ class Config:
                                         "DeepSpeech 0.9.x or Coqui STT 1.x checkpoint folder for transfer learning")
     drop_source_layers: int = var("1", _integer(0, 5), "Layers re-initialised from the end when transferring (0-5)")
     # Decoder and its tuning
-    beam_width: int = var("500", _integer(1), "Beam width of the decoder")
+    beam_width: int = var("500", _integer(1, MAX_BEAM_WIDTH), "Beam width of the decoder")
     lm_evaluate_range: tuple = var("", _evaluate_range,
                                    "lm_alpha,lm_beta pairs to try, e.g. '0.5,1.5 0.6,1.4' or '0:2:5,0:3:4'; empty: none")
-    lm_optimize_trials: int = var("0", _integer(0), "Trials of an optuna search of lm_alpha/lm_beta instead of a grid")
-    lm_alpha_max: float = var("5", _number(0, open_min=True), "Upper bound of lm_alpha in the optuna search")
-    lm_beta_max: float = var("5", _number(0, open_min=True), "Upper bound of lm_beta in the optuna search")
+    lm_optimize_trials: int = var("0", _integer(0, MAX_PAIRS),
+                                  "Trials of an optuna search of lm_alpha/lm_beta instead of a grid")
+    lm_alpha_max: float = var("5", _number(0.0, MAX_WEIGHT, open_min=True),
+                              "Upper bound of lm_alpha in the optuna search")
+    lm_beta_max: float = var("5", _number(0.0, MAX_WEIGHT, open_min=True),
+                             "Upper bound of lm_beta in the optuna search")
     # Export
     export_quantize: bool = var("1", _flag, "1 quantises the TFLite model (dynamic range) when the clients accept it")
 

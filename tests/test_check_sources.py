@@ -6,7 +6,7 @@ import pytest
 from deepspeech_it.pipeline import preflight as checks
 from deepspeech_it.pipeline.preflight import Digests, identify_archive
 
-from conftest import run_script
+from conftest import GPU_VISIBLE, run_script
 
 
 def _findings(data_dir):
@@ -17,7 +17,10 @@ def test_good_checksum_passes(tmp_path, cv_archive):
     result = run_script("01_check_sources.py", tmp_path, CV_ARCHIVE=str(cv_archive.path), CV_SHA256=cv_archive.sha256)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "checksum matches" in result.stdout and "GB free in DATA_DIR" in result.stdout
-    assert "no GPU" in result.stdout  # a warning, not an error
+    if GPU_VISIBLE:
+        assert "[ok     ] GPU /physical_device:GPU:0" in result.stdout
+    else:
+        assert "[warning] no GPU visible" in result.stdout  # a warning, not an error
     again = run_script("01_check_sources.py", tmp_path, CV_ARCHIVE=str(cv_archive.path), CV_SHA256=cv_archive.sha256)
     assert again.returncode == 0 and "checksum cached" in again.stdout
 

@@ -6,6 +6,7 @@ import pytest
 from deepspeech_it.decode.ctc import (
     FRAME_SECONDS,
     DecoderPool,
+    InvalidProbabilities,
     ScorerDecoder,
     ScorerSpec,
     collapse_ctc,
@@ -167,3 +168,22 @@ def test_agrees_with_a_plain_python_deepspeech_beam_search_on_model_like_outputs
         ours = dec.decode(probs.astype(np.float32), alpha, beta).text
         agree += ours == reference_decode(probs, ALPHABET.labels, list(unigrams), lm_log10, alpha, beta, 64)
     assert agree == cases
+
+
+@pytest.mark.parametrize("bad", [np.nan, -0.25, np.inf, 1e39])
+@pytest.mark.parametrize("how", ["greedy", "beam", "pool"])
+def test_a_diverged_models_outputs_are_refused_before_the_search(tmp_path, bad, how):
+    """NaN breaks the ordering std::sort needs; the search must never see it, nor negative or infinite values
+    (1e39 is finite in float64 and infinite in the float32 the search gets)."""
+    probs = probabilities([*spelled("casa")]).astype(np.float64)
+    probs[3, 5] = bad
+    dec = decoder(tmp_path, {"casa": -1.0})
+    with pytest.raises(InvalidProbabilities, match=r"frame 3, label 5.*diverged"):
+        if how == "greedy":
+            greedy_decode(probs, ALPHABET)
+        elif how == "beam":
+            dec.decode(probs, alpha=0.93, beta=1.18)
+        else:
+            with DecoderPool(dec.spec, [probabilities(spelled("casa")), probs], jobs=2, progress=False) as pool:
+                pool.decode(0.93, 1.18)
+    assert dec.decode(probabilities(spelled("casa")), alpha=0.93, beta=1.18).text == "casa"   # still usable

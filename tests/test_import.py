@@ -138,6 +138,7 @@ def test_validator_accepts_the_import_and_names_each_problem(imported_corpus, tm
         writer.writerow(["clips/short.wav", "99", "ciao"])
         writer.writerow(["clips/short.wav", "4", "ciao 3"])
     problems = csvfile.validate(broken, alphabet)
-    assert len(problems) == 3
-    assert "gone.wav does not exist" in problems[0] and "size" in problems[1] and "not encodable" in problems[2]
+    assert len(problems) == 4
+    assert "gone.wav does not exist" in problems[0] and "size" in problems[1]
+    assert "short.wav is not a 16 kHz mono 16-bit wav" in problems[2] and "not encodable" in problems[3]
     assert csvfile.validate(tmp_path / "nothing.csv", alphabet)[0].endswith("run stage 02 (make import-cv)")

@@ -22,6 +22,8 @@ from deepspeech_it.model.checkpoint import latest_checkpoint, load_weights_by_ds
 from deepspeech_it.model.dataset import batch_plan, read_csvs
 from deepspeech_it.model.training import Trainer, TrainParams, train_and_test
 
+from conftest import GPU_VISIBLE
+
 ROOT = Path(__file__).resolve().parents[1]
 ALPHABET = Alphabet.from_file(ROOT / "alphabet" / "it.txt")
 SENTENCES = ["ciao come stai", "buongiorno a tutti", "la casa è bella", "oggi piove molto", "il gatto dorme",
@@ -174,12 +176,15 @@ def _ds(trainer):
     return get_ds_weights(trainer.model)
 
 
-def test_amp_trains_in_bfloat16_on_cpu(corpus, tmp_path):
+def test_amp_trains_in_the_devices_half_precision(corpus, tmp_path):
+    """AMP: float16 with loss scaling on a GPU, bfloat16 (same range as float32, no scaling) on a CPU."""
     train, _ = read_csvs([corpus / "train.csv"], ALPHABET)
     dev, _ = read_csvs([corpus / "dev.csv"], ALPHABET)
     trainer = Trainer(train, dev, ALPHABET, replace(TINY, amp=True), tmp_path / "c", tmp_path / "t", tmp_path / "r",
                       progress_enabled=False)
-    assert trainer.model.layer_1.compute_dtype == "bfloat16" and trainer.model.lstm.compute_dtype == "bfloat16"
+    half = "float16" if GPU_VISIBLE else "bfloat16"
+    assert trainer.model.layer_1.compute_dtype == half and trainer.model.lstm.compute_dtype == half
+    assert (type(trainer.optimizer).__name__ == "LossScaleOptimizer") == GPU_VISIBLE
     assert trainer.model.layer_6.compute_dtype == "float32"
     assert trainer.model.layer_1.kernel.dtype == "float32"            # float32 master weights
     result = trainer.run()

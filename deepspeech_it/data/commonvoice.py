@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import lzma
 import multiprocessing
 import shutil
 import tarfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -19,6 +21,7 @@ from deepspeech_it.data.csvfile import write_rows
 from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.data.textnorm import Normalizer, Rejected
 from deepspeech_it.util.atomic import atomic_path
+from deepspeech_it.util.errors import PipelineError, one_line
 from deepspeech_it.util.progress import progress_iter
 
 # Reasons a sample is left out, as they appear in the report.
@@ -68,8 +71,42 @@ def _link_stays_inside(member: tarfile.TarInfo, target: Path, root: Path) -> boo
     return _inside(root, pointed)
 
 
+class ArchiveError(PipelineError):
+    """CV_ARCHIVE cannot be read to its end (not a tar archive, truncated, damaged), or extracting it fails."""
+
+
+# What the tar, gzip, bzip2 and xz readers raise on bytes that are not, or no longer, an archive; their OSErrors
+# (a bad gzip header, a bad bzip2 stream) carry no errno, unlike a failing disk.
+_DAMAGE = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
+
+
+def _damage(archive: Path, problem: Exception) -> ArchiveError:
+    if isinstance(problem, OSError) and problem.errno is not None:
+        return ArchiveError(f"extracting {archive} failed: {problem.filename}: {problem.strerror}")
+    if isinstance(problem, EOFError) or "unexpected end of data" in str(problem):
+        reason = "truncated: it ends in the middle of its data"
+    elif isinstance(problem, tarfile.ReadError) and "could not be opened successfully" in str(problem):
+        reason = "not a tar archive (plain, gzip, bzip2 or xz)"
+    else:
+        reason = f"damaged ({one_line(problem)})"
+    return ArchiveError(f"CV_ARCHIVE {archive} is {reason}; download it again")
+
+
+def probe_archive(archive: Path) -> ArchiveError | None:
+    """Whether ARCHIVE opens as a tar archive and its first member can be read: the problem, else None. Cheap;
+    only reading it to the end (stage 02) shows a truncated one."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            if tar.next() is None:
+                return ArchiveError(f"CV_ARCHIVE {archive} is an empty tar archive; download it again")
+    except _DAMAGE + (OSError,) as problem:
+        return _damage(archive, problem)
+    return None
+
+
 def extract_archive(archive: Path, destination: Path, show_progress: bool) -> ExtractionReport:
-    """Extracts every safe member of ARCHIVE under DESTINATION; unsafe members are skipped and counted.
+    """Extracts every safe member of ARCHIVE under DESTINATION; unsafe members are skipped and counted. Raises
+    ArchiveError when the archive turns out to be damaged.
 
     Each file is written under a temporary name and renamed, and files already present with the member's size
     are kept, so an interrupted extraction resumes where it stopped.
@@ -77,35 +114,53 @@ def extract_archive(archive: Path, destination: Path, show_progress: bool) -> Ex
     report = ExtractionReport()
     destination.mkdir(parents=True, exist_ok=True)
     root = destination.resolve()
-    with tarfile.open(archive, "r:*") as tar:
-        for member in progress_iter(tar, None, "extracting", show_progress):
-            relative = _safe_relative(member.name)
-            if relative is None:
-                report.skipped[UNSAFE_PATH] += 1
-                continue
-            target = root / relative
-            if not _inside(root, target.parent):
-                report.skipped[UNSAFE_PATH] += 1
-                continue
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif member.issym() or member.islnk():
-                if not _link_stays_inside(member, target, root):
-                    report.skipped[UNSAFE_LINK] += 1
-                    continue
-                _extract_link(member, root, target)
-                report.files += 1
-            elif member.isfile():
-                if target.is_file() and target.stat().st_size == member.size:
-                    report.reused += 1
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as source, atomic_path(target) as temp, open(temp, "wb") as sink:
-                    shutil.copyfileobj(source, sink, 1 << 20)
-                report.files += 1
-            else:
-                report.skipped[SPECIAL_FILE] += 1
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            _extract_members(tar, root, report, show_progress)
+    except _DAMAGE + (OSError,) as problem:
+        raise _damage(archive, problem) from None
     return report
+
+
+def _extract_members(tar: tarfile.TarFile, root: Path, report: ExtractionReport, show_progress: bool) -> None:
+    for member in progress_iter(tar, None, "extracting", show_progress):
+        relative = _safe_relative(member.name)
+        if relative is None:
+            report.skipped[UNSAFE_PATH] += 1
+            continue
+        target = root / relative
+        if not _inside(root, target.parent):
+            report.skipped[UNSAFE_PATH] += 1
+            continue
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif member.issym() or member.islnk():
+            if not _link_stays_inside(member, target, root):
+                report.skipped[UNSAFE_LINK] += 1
+                continue
+            _extract_link(member, root, target)
+            report.files += 1
+        elif member.isfile():
+            if target.is_file() and target.stat().st_size == member.size:
+                report.reused += 1
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as source, atomic_path(target) as temp, open(temp, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
+            report.files += 1
+        else:
+            report.skipped[SPECIAL_FILE] += 1
+    _check_end(tar)
+
+
+def _check_end(tar: tarfile.TarFile) -> None:
+    """tarfile takes a damaged member header for the end of the archive and stops without a word: what follows
+    the last member must be the zero blocks of the end-of-archive marker. Reading them to the end of the file
+    also makes the decompressor check its trailer (gzip's CRC and length)."""
+    tar.fileobj.seek(tar.offset)
+    while block := tar.fileobj.read(1 << 20):
+        if block.strip(b"\0"):
+            raise tarfile.ReadError(f"a damaged member header at byte {tar.offset} of the unpacked archive")
 
 
 def _extract_link(member: tarfile.TarInfo, root: Path, target: Path) -> None:
@@ -128,12 +183,18 @@ def find_corpus_dir(extracted: Path, language: str) -> Path | None:
 
 
 def read_tsv(path: Path) -> pandas.DataFrame:
-    """A Common Voice TSV with every column as text; quotes inside sentences are kept as written."""
-    frame = pandas.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False,
-                            na_filter=False, encoding="utf-8")
+    """A Common Voice TSV with every column as text; quotes inside sentences are kept as written. Raises
+    ArchiveError naming the file when it is missing, not UTF-8 or not a TSV with the columns needed."""
+    try:
+        frame = pandas.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False,
+                                na_filter=False, encoding="utf-8")
+    except OSError as problem:
+        raise ArchiveError(f"{path}: cannot be read: {problem.strerror}; is CV_ARCHIVE complete?") from None
+    except (ValueError, pandas.errors.ParserError) as problem:       # UnicodeDecodeError is a ValueError
+        raise ArchiveError(f"{path}: not a UTF-8 TSV file ({one_line(problem)[:200]})") from None
     missing = {"path", "sentence"} - set(frame.columns)
     if missing:
-        raise ValueError(f"{path.name} has no column {', '.join(sorted(missing))}")
+        raise ArchiveError(f"{path}: no column {', '.join(sorted(missing))}; is CV_ARCHIVE a Common Voice archive?")
     return frame
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from deepspeech_it.data.audio import wav_info
 from deepspeech_it.util.atomic import atomic_path
 from deepspeech_it.util.errors import PipelineError
 
@@ -71,7 +72,7 @@ def validate(path: Path, alphabet) -> list[str]:
     """Problems that make a DeepSpeech CSV unfit for training, one line each (empty: fit).
 
     Checked before a stage trusts a data folder it did not write itself: columns, existing wav files of the
-    recorded size, transcripts the alphabet encodes.
+    recorded size with a readable training-format header, transcripts the alphabet encodes.
     """
     if not path.is_file():
         return [f"{path}: missing; run stage 02 (make import-cv)"]
@@ -87,6 +88,9 @@ def validate(path: Path, alphabet) -> list[str]:
             problems.append(f"{path.name}:{number}: {row.written} does not exist")
         elif row.size and row.size != row.path.stat().st_size:
             problems.append(f"{path.name}:{number}: {row.written} is not the size the CSV records")
+        elif not (info := wav_info(row.path)) or not info.is_training_format:
+            # Caught here, not by TensorFlow's decoder in the middle of an epoch.
+            problems.append(f"{path.name}:{number}: {row.written} is not a 16 kHz mono 16-bit wav (damaged?)")
         if not alphabet.can_encode(row.transcript):
             problems.append(f"{path.name}:{number}: transcript {row.transcript!r} is not encodable")
     return problems

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,11 @@ CUTOFF_TOP_N = 40                 # native client: cutoff_top_n = 40, cutoff_pro
 
 class DecodingError(PipelineError, ValueError):
     pass
+
+
+class InvalidProbabilities(DecodingError):
+    """The acoustic model's outputs are not probabilities (NaN, infinite or negative: a diverged model). The C++
+    search would hand them to std::sort, whose order NaN breaks, so they are refused before it runs."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ def collapse_ctc(tokens: Sequence[int], blank: int) -> list[tuple[int, int]]:
 
 def greedy_decode(probs: np.ndarray, alphabet: Alphabet, frame_seconds: float = FRAME_SECONDS) -> Transcript:
     """Best class per frame, repeats merged, blanks removed; no language model, no dictionary."""
-    _check_shape(probs, alphabet)
+    check_probabilities(probs, alphabet)
     if len(probs) == 0:
         return Transcript("", 0.0, ())
     best = probs.argmax(axis=1)
@@ -103,10 +109,21 @@ def greedy_decode(probs: np.ndarray, alphabet: Alphabet, frame_seconds: float = 
     return characters_to_transcript(alphabet, collapse_ctc(best, alphabet.blank_index), confidence, frame_seconds)
 
 
-def _check_shape(probs: np.ndarray, alphabet: Alphabet) -> None:
+def check_probabilities(probs: np.ndarray, alphabet: Alphabet) -> None:
+    """Raises DecodingError unless PROBS is frames x (alphabet + blank) of finite, non-negative values."""
     if probs.ndim != 2 or probs.shape[1] != alphabet.size + 1:
         raise DecodingError(f"probabilities of shape {probs.shape} do not fit an alphabet of {alphabet.size} labels "
                             f"plus the blank")
+    # In float32, what the search computes with: a finite float64 may overflow to infinity in the conversion.
+    with np.errstate(over="ignore", invalid="ignore"):
+        valid = np.isfinite(probs.astype(np.float32, copy=False)) & (probs >= 0)      # NaN fails both tests
+    if not valid.all():
+        frame, label = (int(i[0]) for i in np.nonzero(~valid))
+        value = float(probs[frame, label])
+        raise InvalidProbabilities(
+            f"the acoustic model gave the probability {value:g} (frame {frame}, label {label}; "
+            f"{int((~valid).sum())} value(s) NaN, infinite or negative in all): the model has diverged; train it "
+            "again or use an earlier checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,6 +172,12 @@ def _decoder_library() -> ctypes.CDLL:
     return library
 
 
+def kenlm_reason(message: str, limit: int = 200) -> str:
+    """KenLM's exception text as one short printable line, without its source location."""
+    text = re.sub(r"^\S+:\d+ in .*? threw (\w+)\.\s*", r"\1: ", " ".join(message.split()))
+    return "".join(ch if ch.isprintable() and ch != "\ufffd" else "?" for ch in text)[:limit]
+
+
 class ScorerDecoder:
     """DeepSpeech-style CTC prefix beam search with a word n-gram model and a closed dictionary.
 
@@ -177,7 +200,8 @@ class ScorerDecoder:
         handle = self._library.ctc_decoder_new(str(spec.lm_path).encode(), texts, alphabet.size, alphabet.space_index,
                                                labels.ctypes.data, ends.ctypes.data, len(words), error, len(error))
         if not handle:
-            raise DecodingError(f"{spec.lm_path}: {error.value.decode(errors='replace')}")
+            raise DecodingError(f"{spec.lm_path}: KenLM cannot load the language model (damaged? build it again "
+                                f"with make build-lm): {kenlm_reason(error.value.decode(errors='replace'))}")
         self._handle = ctypes.c_void_p(handle)
 
     def __del__(self) -> None:
@@ -188,7 +212,7 @@ class ScorerDecoder:
 
     def decode(self, probs: np.ndarray, alpha: float, beta: float,
                frame_seconds: float = FRAME_SECONDS) -> Transcript:
-        _check_shape(probs, self.spec.alphabet)
+        check_probabilities(probs, self.spec.alphabet)
         probs = np.ascontiguousarray(probs, dtype=np.float32)
         labels = np.empty(len(probs), dtype=np.int32)
         frames = np.empty(len(probs), dtype=np.int32)

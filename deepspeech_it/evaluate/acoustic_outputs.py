@@ -52,8 +52,10 @@ def checkpoint_predictor(checkpoint_dir: str | Path, alphabet: Alphabet) -> tupl
     from deepspeech_it.model.checkpoint import load_weights_by_ds_name, resolve_checkpoint
     from deepspeech_it.model.features import N_INPUT, wav_bytes_to_mfcc
     from deepspeech_it.model.network import build_model, set_ds_weights
-    from deepspeech_it.util.tf_runtime import tf
+    from deepspeech_it.util.tf_runtime import exact_float32, tf
 
+    # alpha and beta are chosen on these outputs for the exported float32 model: the same arithmetic on any GPU.
+    exact_float32()
     prefix = resolve_checkpoint(checkpoint_dir)
     weights = load_weights_by_ds_name(prefix)
     n_hidden = weights["layer_1/weights"].shape[1]

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deepspeech_it.config import SCORER_FILE, TFLITE_FILE
+from deepspeech_it.config import MAX_BEAM_WIDTH, SCORER_FILE, TFLITE_FILE
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.audio import load_training_samples
 from deepspeech_it.data.framing import PCM_SCALE, SAMPLE_RATE
 from deepspeech_it.decode.ctc import ScorerDecoder, Transcript, greedy_decode, scorer_spec
-from deepspeech_it.util.errors import PipelineError
+from deepspeech_it.util.errors import PipelineError, one_line
 
 
 class TranscribeError(PipelineError, RuntimeError):
@@ -86,8 +86,20 @@ class TFLiteModel:
     """An exported output_graph.tflite: metadata, features and per-frame probabilities."""
 
     def __init__(self, model_path: str | Path, num_threads: int = 1):
+        try:
+            self._load(Path(model_path), num_threads)
+        except TranscribeError:
+            raise
+        except OSError as problem:
+            raise TranscribeError(f"{model_path}: cannot be read: {problem.strerror}") from None
+        except (ValueError, RuntimeError, IndexError) as problem:
+            # The runtime's verifier refuses a truncated or overwritten flatbuffer with a ValueError.
+            raise TranscribeError(f"{model_path}: not a usable TFLite model (truncated or damaged? export it "
+                                  f"again with make export): {one_line(problem)}") from None
+
+    def _load(self, model_path: Path, num_threads: int) -> None:
         interpreter, _ = _runtime()
-        model_bytes = Path(model_path).read_bytes()
+        model_bytes = model_path.read_bytes()
         # The plain builtin kernels, as the clients run them: with the XNNPACK delegate that current runtimes apply
         # by default, a quantised model's outputs drifted from the clients' (transcripts differed); without, they
         # agree.
@@ -220,6 +232,22 @@ class Transcriber:
 
 
 CLIENT_THREADS = 4        # the native clients call SetNumThreads(4)
+MAX_THREADS = 256
+
+
+def _whole_number(low: int, high: int):
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r}: allowed: a whole number >= {low} and <= {high}")
+        return value
+
+    return parse
 
 
 def command_line(argv: list[str] | None, default_model_dir: Path, beam_width: int) -> int:
@@ -239,8 +267,10 @@ def command_line(argv: list[str] | None, default_model_dir: Path, beam_width: in
                         help=f"folder with {TFLITE_FILE} and {SCORER_FILE} (default: %(default)s)")
     parser.add_argument("--no-scorer", action="store_true", help="greedy decoding, no language model")
     parser.add_argument("--json", action="store_true", help="JSON per file: text, confidence, word start times")
-    parser.add_argument("--beam-width", type=int, default=beam_width, help="beam width (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=CLIENT_THREADS, help="TFLite threads (default: %(default)s)")
+    parser.add_argument("--beam-width", type=_whole_number(1, MAX_BEAM_WIDTH), default=beam_width,
+                        help="beam width (default: %(default)s)")
+    parser.add_argument("--threads", type=_whole_number(1, MAX_THREADS), default=CLIENT_THREADS,
+                        help="TFLite threads (default: %(default)s)")
     args = parser.parse_args(argv)
 
     model_path = args.model_dir / TFLITE_FILE
@@ -250,14 +280,17 @@ def command_line(argv: list[str] | None, default_model_dir: Path, beam_width: in
             hint = " (run `make export`, or pass --model-dir)" if needed == model_path else " (or use --no-scorer)"
             print(f"error: {needed} does not exist{hint}", file=sys.stderr)
             return 2
-    transcriber = Transcriber(model_path, scorer_path, beam_width=args.beam_width, num_threads=args.threads)
+    try:
+        transcriber = Transcriber(model_path, scorer_path, beam_width=args.beam_width, num_threads=args.threads)
+    except PipelineError as problem:
+        print(f"error: {one_line(problem)}", file=sys.stderr)
+        return 1
     failed = 0
     for name in args.files:
         try:
             result = transcriber.transcribe_file(name)
-        except (OSError, ValueError, TranscribeError) as problem:
-            print(f"{name}: error: {str(problem).splitlines()[0] if str(problem) else type(problem).__name__}",
-                  file=sys.stderr)
+        except (OSError, ValueError, RuntimeError, PipelineError) as problem:
+            print(f"{name}: error: {one_line(problem)}", file=sys.stderr)
             failed += 1
             continue
         if args.json:

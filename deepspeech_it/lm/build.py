@@ -143,7 +143,7 @@ def check_scorer(path: Path, order: int, num_states: int) -> None:
     try:
         package = read_scorer(path)
     except ScorerError as problem:
-        raise LmBuildError(f"{path} cannot be read back: {problem}") from None
+        raise LmBuildError(f"the scorer just written cannot be read back: {problem}") from None
     if len(package.states) != num_states:
         raise LmBuildError(f"{path}: the dictionary read back has {len(package.states)} states, not {num_states}")
     config = kenlm.Config()

@@ -11,6 +11,7 @@ import io
 import lzma
 import multiprocessing
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -18,6 +19,7 @@ from typing import Iterable, Iterator
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.csvfile import read_rows
 from deepspeech_it.data.textnorm import Normalizer, Rejected
+from deepspeech_it.util.errors import PipelineError, one_line
 from deepspeech_it.util.progress import progress_bar
 
 REASON_LEAK = "dev/test sentence"
@@ -84,12 +86,48 @@ def open_text(path: str | Path) -> io.TextIOBase:
     return opener(path, "rt", encoding="utf-8", errors="replace", newline=None)
 
 
+class CorpusError(PipelineError):
+    """An LM_SOURCES file that cannot be read as text: not UTF-8, or damaged compression."""
+
+
+# What the gzip, bzip2 and xz readers raise on a damaged or truncated stream (their OSErrors carry no errno).
+_DAMAGE = (EOFError, zlib.error, lzma.LZMAError)
+SNIFF_CHARACTERS = 1 << 20
+
+
+def check_text(path: str | Path) -> None:
+    """Raises CorpusError unless the start of PATH (a megabyte of text, decompressed) is UTF-8: a file in another
+    encoding is refused before any work, while a stray bad byte further on only costs its sentence (U+FFFD)."""
+    path = Path(path)
+    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix, open)
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="strict", newline=None) as handle:
+            handle.read(SNIFF_CHARACTERS)
+    except UnicodeDecodeError as problem:
+        raise CorpusError(f"LM_SOURCES file {path} is not UTF-8 text (byte {problem.start} of the text: "
+                          f"{problem.object[problem.start:problem.start + 1]!r}); convert it, e.g. with "
+                          "iconv -f latin1 -t utf-8") from None
+    except _DAMAGE + (OSError,) as problem:
+        raise _damaged(path, problem) from None
+
+
+def _damaged(path: Path, problem: Exception) -> CorpusError:
+    if isinstance(problem, OSError) and problem.errno is not None:
+        return CorpusError(f"LM_SOURCES file {path} cannot be read: {problem.strerror}")
+    reason = "truncated" if isinstance(problem, EOFError) else f"damaged ({one_line(problem)})"
+    return CorpusError(f"LM_SOURCES file {path} is {reason}: its {path.suffix or 'text'} compression does not "
+                       "decode; get it again")
+
+
 def text_batches(path: str | Path) -> Iterator[list[str]]:
     """The lines of a text file in batches, read by the C line reader: the process that feeds the workers must
-    not spend per-line Python time."""
-    with open_text(path) as handle:
-        while lines := handle.readlines(BATCH_BYTES):
-            yield lines
+    not spend per-line Python time. A damaged compressed stream raises CorpusError."""
+    try:
+        with open_text(path) as handle:
+            while lines := handle.readlines(BATCH_BYTES):
+                yield lines
+    except _DAMAGE + (OSError,) as problem:
+        raise _damaged(Path(path), problem) from None
 
 
 def batched(lines: Iterable[str], size: int = BATCH_LINES) -> Iterator[list[str]]:

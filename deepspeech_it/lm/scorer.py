@@ -312,6 +312,8 @@ class Scorer:
         stack = [(self.start, ())]
         while stack:
             state, prefix = stack.pop()
+            if len(prefix) > len(self.states):       # no path of an acyclic FST is longer
+                raise ScorerError(f"{self.path}: the dictionary has a cycle; the scorer is damaged")
             if numpy.isfinite(self.states[state]["final"]):
                 yield prefix
             for arc in reversed(self.state_arcs(state)):
@@ -376,15 +378,35 @@ def find_trailer(data) -> int:
 
 
 def read_scorer(path: str | Path) -> Scorer:
+    """The package at PATH; ScorerError, naming the file, when it is empty, truncated or not a scorer."""
     path = Path(path)
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        offset = find_trailer(data)
-        magic, version, utf8, alpha, beta = TRAILER.unpack_from(data, offset)
-        fields, _ = _parse_fst(data, offset + TRAILER.size)
-        states = numpy.frombuffer(data, STATE_DTYPE, fields.pop("num_states"), fields["states_offset"]).copy()
-        arcs = numpy.frombuffer(data, ARC_DTYPE, fields.pop("num_arcs"), fields["arcs_offset"]).copy()
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                raise ScorerError("the file is empty")
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                offset = find_trailer(data)
+                magic, version, utf8, alpha, beta = TRAILER.unpack_from(data, offset)
+                fields, _ = _parse_fst(data, offset + TRAILER.size)
+                states = numpy.frombuffer(data, STATE_DTYPE, fields.pop("num_states"), fields["states_offset"]).copy()
+                arcs = numpy.frombuffer(data, ARC_DTYPE, fields.pop("num_arcs"), fields["arcs_offset"]).copy()
+        _check_dictionary(fields["start"], states, arcs)
+    except ScorerError as problem:
+        raise ScorerError(f"{path}: {problem} (truncated or damaged? build it again with make build-lm)") from None
+    except OSError as problem:
+        raise ScorerError(f"{path}: cannot be read: {problem.strerror}") from None
     return Scorer(path=path, kenlm_size=offset, magic=magic, version=version, utf8=bool(utf8), alpha=alpha,
                   beta=beta, states=states, arcs=arcs, **fields)
+
+
+def _check_dictionary(start: int, states: numpy.ndarray, arcs: numpy.ndarray) -> None:
+    """Every index of the FST inside its arrays, so that reading the words cannot run off them."""
+    if not 0 <= start < len(states):
+        raise ScorerError(f"dictionary start state {start} of {len(states)}")
+    if len(states) and (states["pos"].astype(numpy.int64) + states["narcs"] > len(arcs)).any():
+        raise ScorerError("dictionary states point past its arcs")
+    if len(arcs) and not ((arcs["nextstate"] >= 0) & (arcs["nextstate"] < len(states))).all():
+        raise ScorerError("dictionary arcs lead to states it does not have")
 
 
 def set_default_alpha_beta(path: str | Path, alpha: float, beta: float) -> None:

@@ -10,19 +10,21 @@ epoch, loss history, early-stopping counters, Adam's exact update count, the los
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from deepspeech_it.config import ALPHABET_FILE
 from deepspeech_it.model.network import LSTM_SCOPE, DeepSpeech, ds_tensors
 from deepspeech_it.util.atomic import write_json_atomic, write_text_atomic
-from deepspeech_it.util.errors import PipelineError
+from deepspeech_it.util.errors import PipelineError, one_line
 from deepspeech_it.util.tf_runtime import tf
 
 TRAIN_PREFIX = "train"
@@ -50,13 +52,27 @@ def write_bundle(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
 
 
 def read_bundle(prefix: str | Path, names=None) -> dict[str, np.ndarray]:
-    reader = tf.train.load_checkpoint(str(prefix))
-    wanted = reader.get_variable_to_shape_map().keys() if names is None else names
-    return {name: reader.get_tensor(name) for name in wanted}
+    with _damage_reported(prefix):
+        reader = tf.train.load_checkpoint(str(prefix))
+        wanted = reader.get_variable_to_shape_map().keys() if names is None else names
+        return {name: reader.get_tensor(name) for name in wanted}
 
 
 def bundle_names(prefix: str | Path) -> dict[str, list[int]]:
-    return tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
+    with _damage_reported(prefix):
+        return tf.train.load_checkpoint(str(prefix)).get_variable_to_shape_map()
+
+
+@contextlib.contextmanager
+def _damage_reported(prefix: str | Path) -> Iterator[None]:
+    """TensorFlow's reader errors on a truncated or overwritten bundle, as one CheckpointError naming it."""
+    try:
+        yield
+    except (tf.errors.OpError, ValueError, IndexError) as problem:      # IndexError: "Read less bytes"
+        detail = (getattr(problem, "message", "") or str(problem)).strip().splitlines()
+        raise CheckpointError(f"checkpoint {prefix} cannot be read ({detail[0][:200] if detail else 'damaged'}); "
+                              "the bundle (.index/.data files) is damaged: restore it or move it away and train "
+                              "again") from None
 
 
 def bundle_files(prefix: Path) -> list[Path]:
@@ -71,15 +87,23 @@ def remove_bundle(prefix: Path) -> None:
 
 def listed_checkpoints(directory: Path, state_file: str) -> list[Path]:
     """Bundles a state file lists, oldest first (relative entries are relative to the directory, as in TF)."""
-    state = tf.train.get_checkpoint_state(str(directory), latest_filename=state_file)
+    state = _checkpoint_state(directory, state_file)
     if state is None:
         return []
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     return [Path(p) if os.path.isabs(p) else directory / p for p in paths]
 
 
+def _checkpoint_state(directory: Path, state_file: str):
+    try:
+        return tf.train.get_checkpoint_state(str(directory), latest_filename=state_file)
+    except ValueError as problem:       # UnicodeDecodeError: TensorFlow itself only warns on a bad text proto
+        raise CheckpointError(f"{Path(directory) / state_file} is damaged ({one_line(problem)[:120]}); restore "
+                              "it or move the checkpoint folder away and train again") from None
+
+
 def latest_checkpoint(directory: Path, state_file: str = TRAIN_STATE_FILE) -> Path | None:
-    state = tf.train.get_checkpoint_state(str(directory), latest_filename=state_file)
+    state = _checkpoint_state(directory, state_file)
     if state is None or not state.model_checkpoint_path:
         return None
     path = Path(state.model_checkpoint_path)
@@ -221,7 +245,8 @@ def load_training_state(model: DeepSpeech, optimizer, prefix: str | Path, *, dro
     """
     prefix = Path(prefix)
     available = bundle_names(prefix)
-    reader = tf.train.load_checkpoint(str(prefix))
+    with _damage_reported(prefix):
+        reader = tf.train.load_checkpoint(str(prefix))
     loaded, initialised = [], []
 
     def take(name: str):
@@ -231,7 +256,8 @@ def load_training_state(model: DeepSpeech, optimizer, prefix: str | Path, *, dro
         if name not in available:
             return None
         loaded.append(name)
-        return reader.get_tensor(name)
+        with _damage_reported(prefix):
+            return reader.get_tensor(name)
 
     for tensor in ds_tensors(model):
         value = take(tensor.name)
@@ -279,7 +305,13 @@ def progress_path(prefix: Path) -> Path:
 
 def read_progress(prefix: Path) -> dict | None:
     path = progress_path(prefix)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as problem:       # a truncated file, or not JSON at all
+        raise CheckpointError(f"{path} is damaged ({one_line(problem)[:120]}); restore it or move the checkpoint "
+                              "folder away and train again") from None
 
 
 def save_checkpoint(directory: Path, kind: str, tensors: dict[str, np.ndarray], progress: dict,

@@ -107,6 +107,13 @@ def check_archive_present(path: Path) -> Finding:
                           "CV_ARCHIVE to its path")
 
 
+def check_archive_readable(path: Path) -> Finding:
+    from deepspeech_it.data.commonvoice import probe_archive
+
+    problem = probe_archive(path)
+    return Finding(False, str(problem)) if problem else Finding(True, f"archive {path.name} opens as a tar archive")
+
+
 def check_data_dir(data_dir: Path, archive_size: int) -> list[Finding]:
     data_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(data_dir, os.W_OK):

@@ -7,7 +7,7 @@ import sys
 from typing import Callable
 
 from deepspeech_it.config import Config, ConfigError, load_config
-from deepspeech_it.util.errors import PipelineError
+from deepspeech_it.util.errors import PipelineError, one_line
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -24,12 +24,13 @@ def run_stage(main: Callable[[Config], int | None]) -> None:
         config = load_config()
         code = main(config) or 0
     except ConfigError as problem:
-        print(f"configuration error: {problem}", file=sys.stderr)
+        print(f"configuration error: {one_line(problem)}", file=sys.stderr)
         code = EXIT_CONFIG
     except PipelineError as problem:
-        print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {one_line(problem)}", file=sys.stderr)
         code = EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         code = 130
     sys.exit(code)
+

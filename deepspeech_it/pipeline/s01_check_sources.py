@@ -18,6 +18,7 @@ def check_sources(config: Config) -> int:
     findings = [checks.check_archive_present(config.cv_archive)]
     if findings[0].ok:
         findings.append(_archive_identity(config, layout.sources))
+        findings.append(checks.check_archive_readable(config.cv_archive))
         findings += checks.check_data_dir(config.data_dir, config.cv_archive.stat().st_size)
     else:
         findings += checks.check_data_dir(config.data_dir, 0)

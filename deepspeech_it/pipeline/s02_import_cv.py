@@ -23,6 +23,9 @@ def import_cv(config: Config) -> int:
     record = StageRecord(layout.cv_dir, "import_cv")
     params = {name: config.as_dict()[name] for name in ("MAX_SECS", "ENGLISH_COMPATIBLE", "MODEL_LANGUAGE")}
     inputs = [corpus_dir / f"{split}.tsv" for split in SPLITS]
+    missing = [path.name for path in inputs if not path.is_file()]
+    if missing:
+        raise StageError(f"{corpus_dir} has no {', '.join(missing)}; is CV_ARCHIVE a complete Common Voice archive?")
     fp = fingerprint(params, inputs + [config.alphabet_path, Path(textnorm.__file__)])
     if record.is_current(fp):
         print(f"stage 02: {layout.cv_dir} is up to date, skipped")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from deepspeech_it.config import LM_REPORT_FILE, SPLITS, Config
 from deepspeech_it.data import commonvoice, textnorm
+from deepspeech_it.lm.corpus import check_text
 from deepspeech_it.lm.build import LmInputs, build, format_report
 from deepspeech_it.lm.kenlm_tools import KenLMError, kenlm_programs
 from deepspeech_it.lm.scorer import set_default_alpha_beta
@@ -68,6 +69,8 @@ def stage_inputs(config: Config) -> LmInputs:
     missing = [str(path) for path in splits.values() if not path.is_file()]
     if missing:
         raise StageError(f"{', '.join(missing)} missing; run stage 02 (make import-cv) first")
+    for text in config.lm_sources:
+        check_text(text)
     sentences = validated_sentences_file(config)
     return LmInputs(transcripts=[splits["train"], *config.train_files], texts=list(config.lm_sources),
                        cv_sentences=[sentences] if sentences else [],

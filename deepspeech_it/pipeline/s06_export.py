@@ -17,6 +17,7 @@ from deepspeech_it.model import checkpoint
 from deepspeech_it.pipeline.records import StageRecord, fingerprint
 from deepspeech_it.pipeline.runner import StageError
 from deepspeech_it.util.atomic import atomic_path, write_bytes_atomic
+from deepspeech_it.util.tf_runtime import exact_float32
 
 MODEL_NAME = "DeepSpeech 0.9.3-compatible speech-to-text model"
 TRAINING_FLAGS = ("n_hidden", "epochs", "batch_size", "learning_rate", "dropout", "early_stop", "es_epochs",
@@ -28,6 +29,9 @@ PBMM_ARCHIVE = "model_pbmm_it.tar.xz"      # for the TensorFlow client; only whe
 
 
 def export(config: Config) -> int:
+    # What the export computes and checks (the graph's constants, the clients' evidence) must be float32 as the
+    # CPU clients compute it, not TensorFloat-32 on a training GPU.
+    exact_float32()
     layout = config.layout
     layout.create()
     models = layout.models
@@ -49,6 +53,7 @@ def export(config: Config) -> int:
     if record.is_current(fp):
         print(f"stage 06: {models} is up to date, skipped")
         return 0
+    header = read_scorer(scorer)            # a damaged scorer stops the stage before the export's work
     record.mark_running(fp)
     started = time.monotonic()
     alphabet = config.alphabet
@@ -75,7 +80,6 @@ def export(config: Config) -> int:
 
     test_report = layout.reports / "test_scorer.json"
     test = json.loads(test_report.read_text()) if test_report.is_file() else None
-    header = read_scorer(scorer)
     meta = {
         "name": f"{MODEL_NAME} ({config.model_language})",
         "language": config.model_language,

@@ -7,3 +7,8 @@ stage runner, and the runner turns any of them into one line and exit code 1.
 
 class PipelineError(Exception):
     """A problem the user can fix; the message is one line that says what is wrong and how to fix it."""
+
+
+def one_line(problem: Exception) -> str:
+    """The message of PROBLEM on one line, whatever a lower layer (a native library, say) put into it."""
+    return "; ".join(line.strip() for line in str(problem).splitlines() if line.strip()) or type(problem).__name__
