@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from deepspeech_it.demo import corpus_synth
+from deepspeech_it.demo.corpus_synth import CorpusManifest
 from deepspeech_it.demo.synth import Manifest, build_archive
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,3 +54,27 @@ def imported_corpus(tmp_path_factory, cv_archive) -> Path:
     result = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path))
     assert result.returncode == 0, result.stderr
     return data_dir / "data" / "cv-it"
+
+
+@dataclass(frozen=True)
+class Source:
+    variable: str
+    path: Path
+    manifest: CorpusManifest
+
+
+@pytest.fixture(scope="session")
+def corpus_sources(tmp_path_factory) -> dict[str, Source]:
+    """M-AILABS, MLS, VoxPopuli and VoxForge as published, small, with their pitfalls (demo/corpus_synth.py)."""
+    folder = tmp_path_factory.mktemp("corpora")
+    return {
+        "mailabs": Source("MAILABS_ARCHIVE", folder / "it_IT.tgz", corpus_synth.build_mailabs(folder / "it_IT.tgz")),
+        "mls": Source("MLS_ARCHIVE", folder / "mls_italian_opus.tar.gz",
+                      corpus_synth.build_mls(folder / "mls_italian_opus.tar.gz")),
+        "voxpopuli": Source("VOXPOPULI_DIR", folder / "voxpopuli", corpus_synth.build_voxpopuli(folder / "voxpopuli")),
+        "voxforge": Source("VOXFORGE_DIR", folder / "voxforge", corpus_synth.build_voxforge(folder / "voxforge")),
+    }
+
+
+def source_variables(sources: dict[str, Source]) -> dict[str, str]:
+    return {source.variable: str(source.path) for source in sources.values()}
