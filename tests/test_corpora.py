@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -16,8 +17,9 @@ from deepspeech_it.config import CORPORA as CORPORA_ACCEPTED
 from deepspeech_it.config import SPLITS, load_config
 from deepspeech_it.data.corpora import CATALOGUE
 from deepspeech_it.demo import corpus_synth
+from deepspeech_it.pipeline import corpus_checks
 
-from conftest import run_script
+from conftest import run_script, source_variables
 
 
 def import_one(data_dir: Path, corpus: str, variable: str, path: Path) -> Path:
@@ -153,3 +155,50 @@ def test_missing_source_names_its_variable(tmp_path):
 def test_every_corpus_the_configuration_accepts_is_described():
     assert tuple(CATALOGUE) == CORPORA_ACCEPTED
     assert load_config({"CORPORA": "voxforge,cv mls"}).corpora == ("cv", "mls", "voxforge")
+
+
+def test_stage_01_checks_each_chosen_corpus(tmp_path, corpus_sources):
+    variables = {"CORPORA": "mailabs mls voxpopuli voxforge", **source_variables(corpus_sources)}
+    result = run_script("01_check_sources.py", tmp_path, **variables)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "[ok     ] corpora found: mailabs, mls, voxpopuli, voxforge" in lines
+    mailabs = hashlib.sha256(corpus_sources["mailabs"].path.read_bytes()).hexdigest()
+    assert any(line.startswith("[ok     ] M-AILABS") and mailabs in line for line in lines)
+    assert any(line.startswith("[warning] Multilingual LibriSpeech") and "not a published MLS Italian md5" in line
+               for line in lines)
+    assert any(line.startswith("[warning] VoxForge") and "1 archive(s) cannot be opened" in line for line in lines)
+    again = run_script("01_check_sources.py", tmp_path, **variables)
+    assert again.stdout.count("(checksum cached)") == 4
+
+
+def test_stage_01_names_what_is_missing(tmp_path, corpus_sources):
+    result = run_script("01_check_sources.py", tmp_path, CORPORA="mls voxforge",
+                        MLS_ARCHIVE=str(corpus_sources["mls"].path), VOXFORGE_DIR=str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert any(line.startswith("[ERROR  ] VoxForge") and "VOXFORGE_DIR" in line for line in result.stdout.splitlines())
+    assert "corpora found: mls; missing: voxforge" in result.stdout
+
+
+def test_the_published_mls_md5s_are_recognised():
+    finding = corpus_checks._judge("mls", {"mls_italian_opus.tar.gz": {"md5": "ca5a74d7e97cc62635022719e0ef529d",
+                                                                        "sha256": "0" * 64}})
+    assert finding.ok and "mls_italian_opus.tar.gz (Opus)" in finding.message
+
+
+def test_model_card_lists_each_corpus_with_its_licence_and_hours():
+    from deepspeech_it.export.release import model_card
+
+    meta = {"name": "m", "language": "it", "licence": "MPL-2.0", "tflite": {"quantized": True}, "lm_alpha": 1,
+            "lm_beta": 1, "beam_width": 8, "verified_with": {}, "versions": {}, "training": {}, "test": None,
+            "data": {"source": "Common Voice x, VoxForge, Italian", "evaluation": "dev and test sets of Common Voice",
+                     "corpora": [{"title": "Common Voice x", "licence": "CC0 1.0",
+                                  "splits": {"train": {"clips": 5, "hours": 0.5}, "dev": {"clips": 1, "hours": 0.1},
+                                             "test": {"clips": 1, "hours": 0.2}}},
+                                 {"title": "VoxForge, Italian", "licence": "GPL",
+                                  "splits": {"train": {"clips": 3, "hours": 0.3}}}],
+                     "corpus_tests": {"voxforge": {"utterances": 2, "wer": 0.5, "cer": 0.25}}}}
+    card = model_card(meta)
+    assert "| Common Voice x | CC0 1.0 | 5 | 0.5 | 0.1 | 0.2 |" in card
+    assert "| VoxForge, Italian | GPL | 3 | 0.3 | - | - |" in card
+    assert "| voxforge | 2 | 50.00 % | 25.00 % |" in card

@@ -65,7 +65,7 @@ def _opens(path: Path) -> bool:
 
 def _identity(corpus: str, files: list[Path], config: Config, show: bool) -> Finding:
     """The corpus's checksum, computed once per version of its files (cached by size and modification time)."""
-    record = StageRecord(config.layout.sources, f"checksum_{corpus}")
+    record = StageRecord(config.layout.sources, f"check_sources_{corpus}")
     fp = fingerprint({"corpus": corpus}, files)
     previous = record.read()
     if record.is_current(fp) and previous:
