@@ -24,7 +24,7 @@ from deepspeech_it.data.clips import ClipTask, convert_all
 from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.demo.corpus_synth import Sentences, encode, speak_all
 
-CLIPS = 120
+CLIPS = 240
 GOAL = 4.0
 SESSION_CLIPS = 20       # VoxPopuli segments per session recording
 

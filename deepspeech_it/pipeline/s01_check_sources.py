@@ -26,8 +26,9 @@ def check_sources(config: Config) -> int:
         if corpus_findings[0].ok:
             found.append(corpus)
     missing = [corpus for corpus in config.corpora if corpus not in found]
+    # Each missing corpus already has its blocking line; this one only sums them up.
     findings.append(Finding(not missing, f"corpora found: {', '.join(found) or 'none'}"
-                                         + (f"; missing: {', '.join(missing)}" if missing else "")))
+                            + (f"; missing: {', '.join(missing)}" if missing else ""), blocking=False))
     findings += checks.check_data_dir(config.data_dir, needed)
     findings += checks.check_tools()
     findings += checks.check_gpus()

@@ -112,7 +112,7 @@ def corpora_data(config: Config) -> dict:
              if (path := layout.corpus_test_report(corpus)).is_file()}
     evaluated_on = "Common Voice" if "cv" in config.corpora else "every chosen corpus"
     extra = " (plus DEV_FILES/TEST_FILES)" if config.dev_files or config.test_files else ""
-    return {"source": ", ".join(c["source"] for c in corpora), "corpora": corpora,
+    return {"source": "; ".join(c["source"] for c in corpora), "corpora": corpora,
             "corpus_tests": {corpus: {k: report[k] for k in ("utterances", "wer", "cer")}
                              for corpus, report in tests.items()},
             "evaluation": f"dev and test sets of {evaluated_on}{extra}"}
