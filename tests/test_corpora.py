@@ -202,3 +202,11 @@ def test_model_card_lists_each_corpus_with_its_licence_and_hours():
     assert "| Common Voice x | CC0 1.0 | 5 | 0.5 | 0.1 | 0.2 |" in card
     assert "| VoxForge, Italian | GPL | 3 | 0.3 | - | - |" in card
     assert "| voxforge | 2 | 50.00 % | 25.00 % |" in card
+
+
+def test_a_libsndfile_without_the_ogg_codec_is_reported(monkeypatch):
+    monkeypatch.setattr(corpus_checks.soundfile, "available_subtypes", lambda container: {})
+    [finding] = corpus_checks._decoder("mls", Path("mls_italian_opus.tar.gz"))
+    assert not finding.ok and finding.blocking and "Opus" in finding.message
+    assert corpus_checks._decoder("mls", Path("mls_italian.tar.gz")) == []
+    assert "Vorbis" in corpus_checks._decoder("voxpopuli", Path("voxpopuli"))[0].message

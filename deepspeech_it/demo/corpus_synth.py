@@ -12,7 +12,6 @@ import json
 import multiprocessing
 import subprocess
 import tarfile
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -9,12 +9,16 @@ import os
 import tarfile
 from pathlib import Path
 
+import soundfile
+
 from deepspeech_it.config import Config
 from deepspeech_it.data import voxforge, voxpopuli
 from deepspeech_it.data.corpora import CATALOGUE
 from deepspeech_it.pipeline.preflight import Finding, hash_file
 from deepspeech_it.pipeline.records import StageRecord, fingerprint
 
+# The Ogg codecs a corpus's audio needs from libsndfile (1.1 and later decode Opus).
+OGG_CODECS = {"mls": "OPUS", "voxpopuli": "VORBIS"}
 # md5 of the two Italian MLS archives (OpenSLR 94's download table, as carried by public loaders).
 MLS_MD5 = {"dc77f5805aecc7182aa20786032e5dc1": "mls_italian.tar.gz (FLAC)",
            "ca5a74d7e97cc62635022719e0ef529d": "mls_italian_opus.tar.gz (Opus)"}
@@ -52,7 +56,17 @@ def check_corpus(corpus: str, config: Config, show: bool) -> tuple[list[Finding]
         # One damaged VoxForge session costs its few clips; a damaged single archive costs the whole corpus.
         findings.append(Finding(False, f"{info.title}: {len(damaged)} archive(s) cannot be opened, e.g. "
                                        f"{damaged[0].name}; download again", blocking=corpus != "voxforge"))
-    return findings + [_identity(corpus, files, config, show)], size
+    return findings + _decoder(corpus, source) + [_identity(corpus, files, config, show)], size
+
+
+def _decoder(corpus: str, source: Path) -> list[Finding]:
+    codec = OGG_CODECS.get(corpus)
+    if corpus == "mls" and "opus" not in source.name:
+        codec = None    # the FLAC release
+    if codec is None or codec in soundfile.available_subtypes("OGG"):
+        return []
+    return [Finding(False, f"libsndfile {soundfile.__libsndfile_version__} cannot decode Ogg {codec.title()}, which "
+                           f"{CATALOGUE[corpus].title} uses; reinstall soundfile (>= 0.12) with `make setup`")]
 
 
 def _opens(path: Path) -> bool:
