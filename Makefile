@@ -43,10 +43,10 @@ $(SETUP_STAMP): requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/i
 	PYTHON=$(PY) scripts/build_kenlm.sh $(KENLM_PREFIX)
 	touch $@
 
-check-sources: $(SETUP_STAMP)  ## Stage 01: archive checksum and release, disk, tools, GPUs, transfer checkpoint
+check-sources: $(SETUP_STAMP)  ## Stage 01: each corpus of CORPORA (checksum, release), disk, tools, GPUs, transfer checkpoint
 	$(PY) scripts/01_check_sources.py
 
-import-cv: $(SETUP_STAMP)  ## Stage 02: unpack the archive, normalise transcripts, convert clips, write CSVs
+import-cv: $(SETUP_STAMP)  ## Stage 02: unpack the corpora of CORPORA, normalise transcripts, convert clips, write CSVs
 	$(PY) scripts/02_import_cv.py
 
 build-lm: $(SETUP_STAMP)  ## Stage 03: Italian KenLM model and the DeepSpeech 0.9.3 scorer lm/kenlm.scorer

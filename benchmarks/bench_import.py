@@ -13,8 +13,8 @@ from pathlib import Path
 
 import sox
 
-from deepspeech_it.data import commonvoice
-from deepspeech_it.data.commonvoice import ClipTask, convert_all
+from deepspeech_it.data import archive, commonvoice
+from deepspeech_it.data.clips import ClipTask, convert_all
 from deepspeech_it.demo.synth import build_archive
 
 CLIPS = 240
@@ -50,7 +50,7 @@ def run(clips: int = CLIPS) -> dict:
         work = Path(work)
         per_split = {"train": clips - 2, "dev": 1, "test": 1}
         build_archive(work / "it.tar.gz", per_split=per_split, jobs=jobs)
-        commonvoice.extract_archive(work / "it.tar.gz", work / "x", show_progress=False)
+        archive.extract_archive(work / "it.tar.gz", work / "x", show_progress=False)
         corpus = commonvoice.find_corpus_dir(work / "x", "it")
         sources = sorted((corpus / "clips").glob("*.mp3"))
 

@@ -29,6 +29,9 @@ class ConfigError(Exception):
 
 SPLITS = ("train", "dev", "test")
 IMPORT_REPORT_FILE = "import_report.json"
+MLS_ARCHIVE_NAMES = ("mls_italian_opus.tar.gz", "mls_italian.tar.gz")
+# The corpora stage 02 can import, in the order they are imported and reported (data/corpora.py describes them).
+CORPORA = ("cv", "mailabs", "mls", "voxpopuli", "voxforge")
 SCORER_FILE = "kenlm.scorer"
 LM_BINARY_FILE = "lm.binary"
 LM_REPORT_FILE = "lm_report.json"
@@ -130,6 +133,21 @@ def _path(text: str) -> Path:
     return Path(text).expanduser().absolute()
 
 
+def _optional_path(text: str) -> Path | None:
+    return Path(text).expanduser().absolute() if text else None
+
+
+def _corpora(text: str) -> tuple[str, ...]:
+    names = text.replace(",", " ").split()
+    allowed = f"allowed: one or more of {' '.join(CORPORA)}, each once"
+    unknown = [name for name in names if name not in CORPORA]
+    if unknown:
+        raise ValueError(f"unknown corpus {unknown[0]!r}; {allowed}")
+    if not names or len(set(names)) != len(names):
+        raise ValueError(allowed)
+    return tuple(name for name in CORPORA if name in names)
+
+
 def _optional_hex(length: int) -> Callable[[str], str]:
     def parse(text: str) -> str:
         text = text.strip().lower()
@@ -216,6 +234,13 @@ class Config:
     cv_archive: Path = var("${DATA_DIR}/sources/it.tar.gz", _path, "Common Voice Italian archive (it.tar.gz)")
     cv_sha256: str = var("", _optional_hex(64), "Expected sha256 of CV_ARCHIVE; empty: it must be a known release")
     cv_sha1: str = var("", _optional_hex(40), "Expected sha1 of CV_ARCHIVE; empty: not checked")
+    corpora: tuple = var("cv", _corpora, f"Corpora to import and train on, space-separated: any of {' '.join(CORPORA)}")
+    mailabs_archive: Path = var("${DATA_DIR}/sources/it_IT.tgz", _path, "M-AILABS Italian archive (it_IT.tgz)")
+    mls_archive: Path | None = var("", _optional_path, "MLS Italian archive; empty: sources/mls_italian_opus.tar.gz, "
+                                   "else sources/mls_italian.tar.gz under DATA_DIR")
+    voxpopuli_dir: Path = var("${DATA_DIR}/sources/voxpopuli", _path,
+                              "VoxPopuli folder: original_<year>.tar and asr_it.tsv.gz, or transcribed_data/it/")
+    voxforge_dir: Path = var("${DATA_DIR}/sources/voxforge", _path, "VoxForge folder of per-session .tgz archives")
     model_language: str = var("it", _pattern(r"[a-z]{2,3}", "a 2 or 3 letter language code"),
                               "Language code written into the model metadata and release names")
     english_compatible: bool = var("0", _flag, "1: English alphabet, accents stripped (keeps an English output layer)")
@@ -291,6 +316,15 @@ class Config:
         """The resolved configuration as JSON-friendly values, keyed by variable name."""
         return {f.name.upper(): _plain(getattr(self, f.name)) for f in fields(self)}
 
+    def corpus_source(self, corpus: str) -> Path:
+        """The archive or folder CORPUS is imported from."""
+        if corpus == "mls":
+            if self.mls_archive is not None:
+                return self.mls_archive
+            candidates = [self.layout.sources / name for name in MLS_ARCHIVE_NAMES]
+            return next((path for path in candidates if path.is_file()), candidates[0])
+        return getattr(self, f"{corpus}_{'dir' if corpus in ('voxpopuli', 'voxforge') else 'archive'}")
+
     def require_file(self, name: str) -> Path:
         """Stops the run with a ConfigError when the file named by variable NAME is missing."""
         path = getattr(self, name.lower())
@@ -328,7 +362,26 @@ class Layout:
         return self.data_dir / "data" / "cv-it"
 
     def cv_csv(self, split: str) -> Path:
-        return self.cv_dir / f"{split}.csv"
+        return self.split_csv("cv", split)
+
+    def corpus_dir(self, corpus: str) -> Path:
+        """Where a corpus's clips and train/dev/test.csv go (Common Voice keeps the seed's data/cv-it)."""
+        return self.cv_dir if corpus == "cv" else self.data_dir / "data" / corpus
+
+    def corpus_extracted(self, corpus: str) -> Path:
+        return self.extracted if corpus == "cv" else self.extracted / corpus
+
+    def split_csv(self, corpus: str, split: str) -> Path:
+        return self.corpus_dir(corpus) / f"{split}.csv"
+
+    @property
+    def import_report(self) -> Path:
+        """Stage 02's report over every imported corpus (each corpus folder has its own IMPORT_REPORT_FILE too)."""
+        return self.reports / IMPORT_REPORT_FILE
+
+    def corpus_test_report(self, corpus: str) -> Path:
+        """Stage 04's greedy report on one corpus's own test set."""
+        return self.reports / f"test_greedy_{corpus}.json"
 
     @property
     def scorer(self) -> Path:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stage 02: unpacks the Common Voice archive, normalises transcripts, converts clips, writes train/dev/test CSVs."""
+"""Stage 02: unpacks the corpora of CORPORA, normalises transcripts, converts clips, writes train/dev/test CSVs."""
 
 from deepspeech_it.pipeline.runner import run_stage
 from deepspeech_it.pipeline.s02_import_cv import import_cv

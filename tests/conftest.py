@@ -16,6 +16,8 @@ import pytest
 # variable for the stage scripts and children the tests start.
 os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
 
+from deepspeech_it.demo import corpus_synth  # noqa: E402
+from deepspeech_it.demo.corpus_synth import CorpusManifest  # noqa: E402
 from deepspeech_it.demo.synth import Manifest, build_archive  # noqa: E402
 from deepspeech_it.util.tf_runtime import exact_float32, tf  # noqa: E402
 
@@ -62,3 +64,27 @@ def imported_corpus(tmp_path_factory, cv_archive) -> Path:
     result = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path))
     assert result.returncode == 0, result.stderr
     return data_dir / "data" / "cv-it"
+
+
+@dataclass(frozen=True)
+class Source:
+    variable: str
+    path: Path
+    manifest: CorpusManifest
+
+
+@pytest.fixture(scope="session")
+def corpus_sources(tmp_path_factory) -> dict[str, Source]:
+    """M-AILABS, MLS, VoxPopuli and VoxForge as published, small, with their pitfalls (demo/corpus_synth.py)."""
+    folder = tmp_path_factory.mktemp("corpora")
+    return {
+        "mailabs": Source("MAILABS_ARCHIVE", folder / "it_IT.tgz", corpus_synth.build_mailabs(folder / "it_IT.tgz")),
+        "mls": Source("MLS_ARCHIVE", folder / "mls_italian_opus.tar.gz",
+                      corpus_synth.build_mls(folder / "mls_italian_opus.tar.gz")),
+        "voxpopuli": Source("VOXPOPULI_DIR", folder / "voxpopuli", corpus_synth.build_voxpopuli(folder / "voxpopuli")),
+        "voxforge": Source("VOXFORGE_DIR", folder / "voxforge", corpus_synth.build_voxforge(folder / "voxforge")),
+    }
+
+
+def source_variables(sources: dict[str, Source]) -> dict[str, str]:
+    return {source.variable: str(source.path) for source in sources.values()}

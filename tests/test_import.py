@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from deepspeech_it.data import commonvoice, csvfile
+from deepspeech_it.config import SPLITS
+from deepspeech_it.data import archive, clips, commonvoice, csvfile
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.textnorm import Normalizer
 from deepspeech_it.demo.synth import build_archive
@@ -22,7 +23,7 @@ def _rows(csv_path: Path) -> list[dict]:
 
 
 def test_splits_hold_exactly_the_clips_that_should_survive(imported_corpus, cv_archive):
-    for split in commonvoice.SPLITS:
+    for split in SPLITS:
         rows = _rows(imported_corpus / f"{split}.csv")
         expected = sorted(Path(u.clip).stem + ".wav" for u in cv_archive.manifest.kept[split])
         assert sorted(Path(r["wav_filename"]).name for r in rows) == expected
@@ -36,7 +37,7 @@ def test_splits_hold_exactly_the_clips_that_should_survive(imported_corpus, cv_a
 
 def test_report_counts_every_rejection_by_reason(imported_corpus, cv_archive):
     report = json.loads((imported_corpus / "import_report.json").read_text())
-    for split in commonvoice.SPLITS:
+    for split in SPLITS:
         assert report["splits"][split]["rejected"] == cv_archive.manifest.rejected[split]
         assert report["splits"][split]["kept"] == len(cv_archive.manifest.kept[split])
 
@@ -76,7 +77,7 @@ def test_changed_parameter_reruns(tmp_path, cv_archive):
     first = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path))
     assert first.returncode == 0
     again = run_script("02_import_cv.py", data_dir, CV_ARCHIVE=str(cv_archive.path), MAX_SECS="2")
-    assert again.returncode == 0 and "skipped" not in again.stdout.split("extracted")[-1]
+    assert again.returncode == 0 and "up to date, skipped" not in again.stdout
     report = json.loads((data_dir / "data" / "cv-it" / "import_report.json").read_text())
     assert report["splits"]["train"]["rejected"].get("longer than MAX_SECS", 0) > 1
 
@@ -93,20 +94,22 @@ def test_old_layout_and_old_columns(tmp_path):
 def test_interrupted_import_resumes(tmp_path, cv_archive, monkeypatch):
     data_dir = tmp_path / "data"
     extracted = data_dir / "extracted"
-    commonvoice.extract_archive(cv_archive.path, extracted, show_progress=False)
+    archive.extract_archive(cv_archive.path, extracted, show_progress=False)
     corpus = commonvoice.find_corpus_dir(extracted, "it")
     out = data_dir / "data" / "cv-it"
-    real_convert, converted = commonvoice.convert_to_wav, []
+    real_convert, converted = clips.convert_to_wav, []
 
-    def convert_then_die(source, target):
+    def convert_then_die(source, target, pieces=()):
         if len(converted) == 10:
             raise KeyboardInterrupt
         converted.append(Path(target))
-        return real_convert(source, target)
+        return real_convert(source, target, pieces)
 
-    monkeypatch.setattr(commonvoice, "convert_to_wav", convert_then_die)
+    monkeypatch.setattr(clips, "convert_to_wav", convert_then_die)
+    reports = clips.new_reports()
+    tasks = clips.plan_rows(commonvoice.read_rows(corpus), out / "clips", NORMALIZER, reports)
     with pytest.raises(KeyboardInterrupt):
-        commonvoice.import_corpus(corpus, out, NORMALIZER, 10, jobs=1, show_progress=False)
+        clips.convert_and_write(tasks, out, reports, 10, jobs=1, show_progress=False)
     monkeypatch.undo()
     assert not (out / "train.csv").exists(), "an interrupted import must not leave a CSV behind"
     assert not list((out / "clips").glob(".*.tmp"))
@@ -119,13 +122,13 @@ def test_interrupted_import_resumes(tmp_path, cv_archive, monkeypatch):
 
 
 def test_too_short_rule_is_deepspeechs():
-    assert commonvoice.too_short(frames=16000, transcript="x" * 51)
-    assert not commonvoice.too_short(frames=16000, transcript="x" * 50)
+    assert clips.too_short(frames=16000, transcript="x" * 51)
+    assert not clips.too_short(frames=16000, transcript="x" * 50)
 
 
 def test_validator_accepts_the_import_and_names_each_problem(imported_corpus, tmp_path):
     alphabet = NORMALIZER.alphabet
-    for split in commonvoice.SPLITS:
+    for split in SPLITS:
         assert csvfile.validate(imported_corpus / f"{split}.csv", alphabet) == []
     rows = _rows(imported_corpus / "train.csv")
     broken = tmp_path / "train.csv"

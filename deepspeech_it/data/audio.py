@@ -1,7 +1,7 @@
 """Audio decoding and conversion to what DeepSpeech trains on: 16 kHz, mono, 16-bit PCM wav.
 
-Everything happens in-process (libsndfile decodes MP3, soxr resamples), so converting a clip costs no process
-start, which is what made the one-sox-per-clip importer slow.
+Everything happens in-process (libsndfile 1.1+ decodes MP3, FLAC, Ogg Vorbis and Opus; soxr resamples), so
+converting a clip costs no process start, which is what made the one-sox-per-clip importer slow.
 """
 
 from __future__ import annotations
@@ -50,6 +50,25 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return samples, rate
 
 
+def read_audio_pieces(path: str | Path, pieces: tuple[tuple[float, float], ...]) -> tuple[np.ndarray, int]:
+    """The stretches PIECES (start, end in seconds) of a long recording, joined; only they are decoded, so cutting
+    a segment out of an hour-long session costs a seek, not the whole file."""
+    try:
+        with soundfile.SoundFile(str(path)) as handle:
+            rate, parts = handle.samplerate, []
+            for start, end in pieces:
+                first = min(int(start * rate), handle.frames)
+                handle.seek(first)
+                parts.append(handle.read(max(0, min(int(end * rate), handle.frames) - first), dtype="float32",
+                                         always_2d=True))
+    except (soundfile.LibsndfileError, RuntimeError, EOFError) as problem:
+        raise AudioError(f"cannot decode {Path(path).name}: {problem}") from None
+    samples = np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
+    if samples.size == 0:
+        raise AudioError(f"{Path(path).name} holds no audio in the pieces asked for")
+    return samples, rate
+
+
 def to_training_samples(samples: np.ndarray, rate: int) -> np.ndarray:
     """Down-mixes to mono and resamples to 16 kHz; returns int16 samples."""
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
@@ -58,9 +77,9 @@ def to_training_samples(samples: np.ndarray, rate: int) -> np.ndarray:
     return (np.clip(mono, -1.0, 1.0 - PCM_SCALE) / PCM_SCALE).astype(np.int16)
 
 
-def load_training_samples(path: str | Path) -> np.ndarray:
-    """Any audio file as 16 kHz mono int16 samples."""
-    return to_training_samples(*read_audio(path))
+def load_training_samples(path: str | Path, pieces: tuple[tuple[float, float], ...] = ()) -> np.ndarray:
+    """Any audio file (or the PIECES of it, see read_audio_pieces) as 16 kHz mono int16 samples."""
+    return to_training_samples(*(read_audio_pieces(path, pieces) if pieces else read_audio(path)))
 
 
 def wav_bytes(samples: np.ndarray) -> bytes:
@@ -81,9 +100,9 @@ def write_wav(path: str | Path, samples: np.ndarray) -> None:
         temp.write_bytes(wav_bytes(samples))
 
 
-def convert_to_wav(source: str | Path, target: str | Path) -> int:
-    """Converts SOURCE to a training wav at TARGET; returns the number of frames written."""
-    samples = load_training_samples(source)
+def convert_to_wav(source: str | Path, target: str | Path, pieces: tuple[tuple[float, float], ...] = ()) -> int:
+    """Converts SOURCE (or the PIECES of it) to a training wav at TARGET; returns the number of frames written."""
+    samples = load_training_samples(source, pieces)
     if samples.size == 0:
         raise AudioError(f"{Path(source).name} holds no audio")
     write_wav(target, samples)

@@ -146,14 +146,19 @@ def model_card(meta: dict) -> str:
         "",
         "## Data",
         "",
-        f"Trained on {meta['data']['source']}.",
+        f"Trained on the union of the train sets of {meta['data']['source']}; tuned and tested on the "
+        f"{meta['data']['evaluation']}.",
         "",
-        "| split | clips | hours |",
-        "|---|---|---|",
+        "| corpus | licence | train clips | train hours | dev hours | test hours |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {name} | {s['clips']} | {s['hours']} |" for name, s in meta["data"]["splits"].items()]
-    if not meta["data"]["splits"]:
-        lines.append("| (the imported CSVs were not found) | | |")
+    for corpus in meta["data"]["corpora"]:
+        splits = corpus["splits"]
+        hours = [str(splits.get(split, {}).get("hours", "-")) for split in ("train", "dev", "test")]
+        lines.append(f"| {corpus['title']} | {corpus['licence']} | {splits.get('train', {}).get('clips', '-')} | "
+                     + " | ".join(hours) + " |")
+    if not meta["data"]["corpora"]:
+        lines.append("| (the imported CSVs were not found) | | | | | |")
     lines += ["", "## Training", "", "| hyper-parameter | value |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in sorted(training.items())]
     lines += ["", "## Test results", ""]
@@ -170,6 +175,11 @@ def model_card(meta: dict) -> str:
         ]
     else:
         lines.append("Not evaluated (stage 05 has not run).")
+    if meta["data"].get("corpus_tests"):
+        lines += ["", "Each corpus's own test set, greedy decoding (no scorer):", "",
+                  "| corpus | utterances | WER | CER |", "|---|---|---|---|"]
+        lines += [f"| {name} | {r['utterances']} | {_percent(r['wer'])} | {_percent(r['cer'])} |"
+                  for name, r in meta["data"]["corpus_tests"].items()]
     lines += ["", f"Decoder weights: lm_alpha = {meta['lm_alpha']}, lm_beta = {meta['lm_beta']} "
               "(stored in the scorer).", "", "## Verified clients", "",
               "Each file was loaded with `kenlm.scorer` by the real client library of these packages:", "",

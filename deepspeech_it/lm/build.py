@@ -41,10 +41,10 @@ class LmBuildError(PipelineError):
 class LmInputs:
     """The files stage 03 reads: what goes into the LM corpus and what must stay out of it."""
 
-    transcripts: list[Path]  # DeepSpeech CSVs whose transcripts join the corpus (train)
+    transcripts: list[Path]  # DeepSpeech CSVs whose transcripts join the corpus (every chosen corpus's train)
     texts: list[Path]  # LM_SOURCES: one sentence a line
     cv_sentences: list[Path]  # Common Voice validated_sentences.tsv, when the release has it
-    held_out: list[Path]  # dev/test CSVs: none of their sentences may enter the corpus
+    held_out: list[Path]  # every chosen corpus's dev/test CSVs: none of their sentences may enter the corpus
 
     @property
     def corpus_files(self) -> list[Path]:

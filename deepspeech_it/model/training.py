@@ -28,10 +28,15 @@ from deepspeech_it.util.tf_runtime import tf
 log = logging.getLogger(__name__)
 
 
-def greedy_test_report(model: DeepSpeech, samples: list[Sample], alphabet: Alphabet, batch_size: int) -> dict:
-    """WER and CER (jiwer, over the whole set) of greedy CTC decoding, and the worst utterances by WER."""
+def greedy_predictor(model: DeepSpeech):
+    """The model's per-frame probabilities as one traced function, reused for every test set."""
+    return tf.function(lambda mfcc: tf.nn.softmax(model(mfcc, training=False)), reduce_retracing=True)
+
+
+def greedy_test_report(predict, samples: list[Sample], alphabet: Alphabet, batch_size: int) -> dict:
+    """WER and CER (jiwer, over the whole set) of greedy CTC decoding with PREDICT (see greedy_predictor), and the
+    worst utterances by WER."""
     plan = batch_plan(len(samples), batch_size, 0, 0, shuffle=False)
-    predict = tf.function(lambda mfcc: tf.nn.softmax(model(mfcc, training=False)), reduce_retracing=True)
     references, hypotheses = [], []
     order = np.concatenate(plan) if plan else []
     for (mfcc, mfcc_len, _, _, _) in make_dataset(samples, plan, alphabet, batch_size):
@@ -47,19 +52,23 @@ def greedy_test_report(model: DeepSpeech, samples: list[Sample], alphabet: Alpha
             "worst": worst}
 
 
-def evaluate_checkpoint(checkpoint: Path, samples: list[Sample], alphabet: Alphabet, n_hidden: int,
-                        batch_size: int) -> dict:
+def evaluate_checkpoint(checkpoint: Path, sets: dict[str, list[Sample]], alphabet: Alphabet, n_hidden: int,
+                        batch_size: int) -> dict[str, dict]:
+    """The greedy report of each of SETS (name → samples), the checkpoint loaded once."""
     model = build_model(alphabet.size + 1, n_hidden=n_hidden, dropout=0.0)
     set_ds_weights(model, load_weights_by_ds_name(checkpoint))
-    report = greedy_test_report(model, samples, alphabet, batch_size)
-    report["checkpoint"] = checkpoint.name
-    return report
+    predict = greedy_predictor(model)
+    return {name: {**greedy_test_report(predict, samples, alphabet, batch_size), "checkpoint": checkpoint.name}
+            for name, samples in sets.items()}
 
 
 def train_and_test(train_csvs, dev_csvs, test_csvs, alphabet: Alphabet, params: TrainParams, checkpoint_dir: Path,
                    tboard_dir: Path, reports_dir: Path, progress_enabled: bool = True,
-                   devices: list[str] | None = None, flags: dict | None = None, limit: int | None = None) -> dict:
-    """Trains (resuming whatever is there), then writes ``reports/test_greedy.json``; returns a summary.
+                   devices: list[str] | None = None, flags: dict | None = None, limit: int | None = None,
+                   corpus_tests: dict[str, tuple[list[Path], Path]] | None = None) -> dict:
+    """Trains (resuming whatever is there), then writes ``reports/test_greedy.json`` and the greedy report of each
+    of ``corpus_tests`` (name → its test CSVs and the report to write: each corpus's own test set); returns a
+    summary.
 
     ``limit`` keeps only the first (shortest) utterances of each split, for a quick trial run.
     """
@@ -83,9 +92,18 @@ def train_and_test(train_csvs, dev_csvs, test_csvs, alphabet: Alphabet, params: 
                "skipped_utterances": len(rejected) + len(rejected_dev) + len(rejected_test)}
     best = result.best_checkpoint or latest_checkpoint(checkpoint_dir)
     if trainer.chief and best is not None and test:
-        report = evaluate_checkpoint(best, test, alphabet, params.n_hidden, params.batch_size)
+        corpus_tests = corpus_tests or {}
+        sets = {name: read_csvs(csvs, alphabet)[0][:limit] for name, (csvs, _) in corpus_tests.items()}
+        reports = evaluate_checkpoint(best, {"": test, **{name: s for name, s in sets.items() if s}}, alphabet,
+                                      params.n_hidden, params.batch_size)
+        report = reports.pop("")
         write_json_atomic(reports_dir / "test_greedy.json", report)
         log.info("test (greedy, %s): WER %.3f, CER %.3f over %d utterances", best.name, report["wer"],
                  report["cer"], report["utterances"])
         summary.update(test_wer=report["wer"], test_cer=report["cer"], best_checkpoint=best.name)
+        for name, corpus_report in reports.items():
+            write_json_atomic(corpus_tests[name][1], corpus_report)
+        if reports:
+            summary["corpus_tests"] = {name: {key: r[key] for key in ("utterances", "wer", "cer")}
+                                       for name, r in reports.items()}
     return summary

@@ -68,18 +68,23 @@ class Digests:
 
 def archive_digests(path: Path, show_progress: bool) -> Digests:
     """sha256 and sha1 of PATH in one streamed pass."""
-    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
+    return Digests(**hash_file(path, ("sha256", "sha1"), show_progress))
+
+
+def hash_file(path: Path, algorithms: tuple[str, ...], show_progress: bool) -> dict[str, str]:
+    """The ALGORITHMS' hex digests of PATH (hashlib names), in one streamed pass."""
+    hashes = {name: hashlib.new(name) for name in algorithms}
     bar = progress_bar(path.stat().st_size, "checksum", show_progress)
     bar.start()
     done = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(4 << 20), b""):
-            sha256.update(block)
-            sha1.update(block)
+            for digest in hashes.values():
+                digest.update(block)
             done += len(block)
             bar.update(done)
     bar.finish()
-    return Digests(sha256.hexdigest(), sha1.hexdigest())
+    return {name: digest.hexdigest() for name, digest in hashes.items()}
 
 
 def identify_archive(digests: Digests, expected_sha256: str, expected_sha1: str) -> Finding:
@@ -108,7 +113,7 @@ def check_archive_present(path: Path) -> Finding:
 
 
 def check_archive_readable(path: Path) -> Finding:
-    from deepspeech_it.data.commonvoice import probe_archive
+    from deepspeech_it.data.archive import probe_archive
 
     problem = probe_archive(path)
     return Finding(False, str(problem)) if problem else Finding(True, f"archive {path.name} opens as a tar archive")
@@ -120,7 +125,7 @@ def check_data_dir(data_dir: Path, archive_size: int) -> list[Finding]:
         return [Finding(False, f"DATA_DIR {data_dir} is not writable; fix its permissions or set DATA_DIR")]
     free = shutil.disk_usage(data_dir).free
     needed = FREE_SPACE_FACTOR * archive_size
-    text = f"{free / 1e9:.1f} GB free in DATA_DIR {data_dir}, {needed / 1e9:.1f} GB needed ({FREE_SPACE_FACTOR}x the archive)"
+    text = f"{free / 1e9:.1f} GB free in DATA_DIR {data_dir}, {needed / 1e9:.1f} GB needed ({FREE_SPACE_FACTOR}x the sources)"
     if free < needed:
         return [Finding(False, text + "; free some space or point DATA_DIR at a larger disk")]
     return [Finding(True, text)]

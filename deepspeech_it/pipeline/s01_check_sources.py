@@ -6,6 +6,8 @@ from pathlib import Path
 
 from deepspeech_it.config import Config
 from deepspeech_it.pipeline import preflight as checks
+from deepspeech_it.pipeline.corpus_checks import check_corpus
+from deepspeech_it.pipeline.preflight import Finding
 from deepspeech_it.pipeline.records import StageRecord, fingerprint
 from deepspeech_it.util.atomic import write_json_atomic
 from deepspeech_it.util.digest import file_digest
@@ -15,13 +17,19 @@ from deepspeech_it.util.progress import bars_wanted
 def check_sources(config: Config) -> int:
     layout = config.layout
     layout.create()
-    findings = [checks.check_archive_present(config.cv_archive)]
-    if findings[0].ok:
-        findings.append(_archive_identity(config, layout.sources))
-        findings.append(checks.check_archive_readable(config.cv_archive))
-        findings += checks.check_data_dir(config.data_dir, config.cv_archive.stat().st_size)
-    else:
-        findings += checks.check_data_dir(config.data_dir, 0)
+    show = bars_wanted(config.progress)
+    findings, found, needed = [], [], 0
+    for corpus in config.corpora:
+        corpus_findings, size = _cv_findings(config) if corpus == "cv" else check_corpus(corpus, config, show)
+        findings += corpus_findings
+        needed += size
+        if corpus_findings[0].ok:
+            found.append(corpus)
+    missing = [corpus for corpus in config.corpora if corpus not in found]
+    # Each missing corpus already has its blocking line; this one only sums them up.
+    findings.append(Finding(not missing, f"corpora found: {', '.join(found) or 'none'}"
+                            + (f"; missing: {', '.join(missing)}" if missing else ""), blocking=False))
+    findings += checks.check_data_dir(config.data_dir, needed)
     findings += checks.check_tools()
     findings += checks.check_gpus()
     if config.transfer_learning:
@@ -38,7 +46,15 @@ def check_sources(config: Config) -> int:
     return 1 if blocking else 0
 
 
-def _archive_identity(config: Config, record_folder: Path) -> checks.Finding:
+def _cv_findings(config: Config) -> tuple[list[Finding], int]:
+    present = checks.check_archive_present(config.cv_archive)
+    if not present.ok:
+        return [present], 0
+    return ([present, _archive_identity(config, config.layout.sources), checks.check_archive_readable(config.cv_archive)],
+            config.cv_archive.stat().st_size)
+
+
+def _archive_identity(config: Config, record_folder: Path) -> Finding:
     """Checksums the archive, unless this very file (same size and time) was already checked with the same
     expectations: hashing ten gigabytes on every run would cost minutes."""
     record = StageRecord(record_folder, "check_sources")
@@ -46,7 +62,7 @@ def _archive_identity(config: Config, record_folder: Path) -> checks.Finding:
     previous = record.read()
     if record.is_current(fp) and previous and previous.get("summary", {}).get("ok"):
         summary = previous["summary"]
-        return checks.Finding(True, summary["message"] + " (checksum cached)")
+        return Finding(True, summary["message"] + " (checksum cached)")
     print(f"checksumming {config.cv_archive} ...")
     digests = checks.archive_digests(config.cv_archive, bars_wanted(config.progress))
     finding = checks.identify_archive(digests, config.cv_sha256, config.cv_sha1)

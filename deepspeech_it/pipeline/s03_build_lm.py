@@ -6,9 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
-from deepspeech_it.config import LM_REPORT_FILE, SPLITS, Config
+from deepspeech_it.config import LM_REPORT_FILE, Config
 from deepspeech_it.data import commonvoice, textnorm
 from deepspeech_it.lm.corpus import check_text
+from deepspeech_it.data.corpora import held_out_csvs, training_csvs
 from deepspeech_it.lm.build import LmInputs, build, format_report
 from deepspeech_it.lm.kenlm_tools import KenLMError, kenlm_programs
 from deepspeech_it.lm.scorer import set_default_alpha_beta
@@ -65,16 +66,16 @@ def build_lm(config: Config) -> int:
 
 
 def stage_inputs(config: Config) -> LmInputs:
-    splits = {split: config.layout.cv_csv(split) for split in SPLITS}
-    missing = [str(path) for path in splits.values() if not path.is_file()]
+    csvs = training_csvs(config)
+    held_out = held_out_csvs(config)
+    missing = [str(path) for path in csvs["train"] + held_out if not path.is_file()]
     if missing:
         raise StageError(f"{', '.join(missing)} missing; run stage 02 (make import-cv) first")
     for text in config.lm_sources:
         check_text(text)
-    sentences = validated_sentences_file(config)
-    return LmInputs(transcripts=[splits["train"], *config.train_files], texts=list(config.lm_sources),
-                       cv_sentences=[sentences] if sentences else [],
-                       held_out=[splits["dev"], splits["test"], *config.dev_files, *config.test_files])
+    sentences = validated_sentences_file(config) if "cv" in config.corpora else None
+    return LmInputs(transcripts=csvs["train"], texts=list(config.lm_sources),
+                    cv_sentences=[sentences] if sentences else [], held_out=held_out)
 
 
 def validated_sentences_file(config: Config) -> Path | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from deepspeech_it.config import ALPHABET_FILE, Config
 from deepspeech_it.data import csvfile
+from deepspeech_it.data.corpora import corpus_test_csvs, training_csvs
 from deepspeech_it.model import features
 from deepspeech_it.model.checkpoint import CheckpointError
 from deepspeech_it.model.trainer import TrainingError, TrainParams
@@ -52,10 +53,8 @@ def deepspeech_flags(params: TrainParams, config: Config) -> dict:
 
 
 def csv_inputs(config: Config) -> dict[str, list[Path]]:
-    cv_dir = config.layout.cv_dir
-    splits = {"train": [cv_dir / "train.csv", *config.train_files], "dev": [cv_dir / "dev.csv", *config.dev_files],
-              "test": [cv_dir / "test.csv", *config.test_files]}
-    for paths in splits.values():
+    splits = training_csvs(config)
+    for paths in [*splits.values(), list(corpus_test_csvs(config).values())]:
         for path in paths:
             if not Path(path).is_file():
                 raise StageError(f"{path} is missing: run stage 02 (make import-cv) first")
@@ -71,8 +70,9 @@ def train(config: Config) -> int:
     layout = config.layout
     layout.create()
     splits = csv_inputs(config)
+    corpus_tests = corpus_test_csvs(config)
     params = training_params(config)
-    inputs = [p for paths in splits.values() for p in paths] + [config.alphabet_path]
+    inputs = [p for paths in splits.values() for p in paths] + list(corpus_tests.values()) + [config.alphabet_path]
     if params.transfer_checkpoint is not None:
         source = Path(params.transfer_checkpoint)
         if not source.is_dir():
@@ -86,21 +86,26 @@ def train(config: Config) -> int:
     if record.is_current(fp):
         print(f"stage 04: {layout.checkpoints} is up to date, skipped")
         return 0
-    check_data(splits, config)
+    check_data({**splits, "corpus tests": list(corpus_tests.values())}, config)
     record.mark_running(fp)
     try:
         summary = train_and_test(
             splits["train"], splits["dev"], splits["test"], config.alphabet, params, layout.checkpoints,
             layout.tboard_logs, layout.reports, progress_enabled=config.progress,
-            flags=deepspeech_flags(params, config), limit=config.batch_size if config.fast_train else None)
+            flags=deepspeech_flags(params, config), limit=config.batch_size if config.fast_train else None,
+            corpus_tests={corpus: ([path], layout.corpus_test_report(corpus)) for corpus, path in corpus_tests.items()})
     except (CheckpointError, TrainingError) as problem:
         raise StageError(str(problem)) from None
     outputs = [layout.checkpoints / "checkpoint", layout.checkpoints / "flags.json",
                layout.checkpoints / ALPHABET_FILE, layout.reports / "training_loss.png"]
     if "test_wer" in summary:
         outputs.append(layout.reports / "test_greedy.json")
+    outputs += [layout.corpus_test_report(corpus) for corpus in summary.get("corpus_tests", {})]
     record.mark_done(fp, outputs=outputs, summary=summary)
     print(f"stage 04: {summary['epochs_run']} epoch(s) run, step {summary['global_step']}, "
           f"best {summary.get('best_checkpoint', '-')}, test WER {summary.get('test_wer', float('nan')):.3f} "
           f"CER {summary.get('test_cer', float('nan')):.3f} (greedy)")
+    for corpus, result in summary.get("corpus_tests", {}).items():
+        print(f"  {corpus} test: WER {result['wer']:.3f} CER {result['cer']:.3f} over {result['utterances']} "
+              "utterances (greedy)")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from deepspeech_it.config import Config
 from deepspeech_it.data import csvfile
+from deepspeech_it.data.corpora import training_csvs
 from deepspeech_it.pipeline.runner import StageError
 
 
@@ -15,8 +16,8 @@ def evaluate_lm(cfg: Config) -> None:
     layout = cfg.layout
     layout.create()
     scorer = layout.scorer
-    dev_csvs = [layout.cv_dir / "dev.csv", *cfg.dev_files]
-    test_csvs = [layout.cv_dir / "test.csv", *cfg.test_files]
+    csvs = training_csvs(cfg)
+    dev_csvs, test_csvs = csvs["dev"], csvs["test"]
     for path in [scorer, *dev_csvs, *test_csvs]:
         if not Path(path).is_file():
             raise StageError(f"{path} is missing; run the earlier stages first (make import-cv, make build-lm, make train-model)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from deepspeech_it.config import (ALPHABET_FILE, IMPORT_REPORT_FILE, PB_FILE, PBMM_FILE, SCORER_FILE, SPLITS,
                                   TFLITE_FILE, Config)
+from deepspeech_it.data.corpora import CATALOGUE
 from deepspeech_it.demo.synth import SYNTHETIC_RELEASE
 from deepspeech_it.export import frozen_graph, graph, memmapped, native_clients, release
 from deepspeech_it.lm.scorer import read_scorer
@@ -93,8 +94,7 @@ def export(config: Config) -> int:
         "feature_win_len_ms": graph.FEATURE_WIN_LEN_MS,
         "feature_win_step_ms": graph.FEATURE_WIN_STEP_MS,
         "graph_version": graph.GRAPH_VERSION,
-        "data": {"source": corpus_source(layout.cv_dir / IMPORT_REPORT_FILE, config.cv_archive),
-                 "splits": release.corpus_hours(layout.cv_csv(s) for s in SPLITS)},
+        "data": corpora_data(config),
         "training": training_flags(layout.checkpoints / "flags.json", config,
                                    graph.Geometry.of(weights, alphabet).n_hidden),
         "test": test,
@@ -125,6 +125,25 @@ def export(config: Config) -> int:
                                                    "seconds": round(time.monotonic() - started, 1)})
     print(f"stage 06 done in {time.monotonic() - started:.0f} s")
     return 0
+
+
+def corpora_data(config: Config) -> dict:
+    """What the model card says about the data: each corpus with its licence, clips and hours per split, its own
+    test result when stage 04 scored it, and which sets the model was tuned and tested on."""
+    layout = config.layout
+    corpora = [{"name": corpus, "title": CATALOGUE[corpus].title, "licence": CATALOGUE[corpus].licence,
+                "source": (corpus_source(layout.cv_dir / IMPORT_REPORT_FILE, config.cv_archive) if corpus == "cv"
+                           else CATALOGUE[corpus].title),
+                "splits": release.corpus_hours(layout.split_csv(corpus, split) for split in SPLITS)}
+               for corpus in config.corpora]
+    tests = {corpus: json.loads(path.read_text()) for corpus in config.corpora
+             if (path := layout.corpus_test_report(corpus)).is_file()}
+    evaluated_on = "Common Voice" if "cv" in config.corpora else "every chosen corpus"
+    extra = " (plus DEV_FILES/TEST_FILES)" if config.dev_files or config.test_files else ""
+    return {"source": "; ".join(c["source"] for c in corpora), "corpora": corpora,
+            "corpus_tests": {corpus: {k: report[k] for k in ("utterances", "wer", "cer")}
+                             for corpus, report in tests.items()},
+            "evaluation": f"dev and test sets of {evaluated_on}{extra}"}
 
 
 def corpus_source(import_report: Path, archive: Path) -> str:
