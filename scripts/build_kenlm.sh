@@ -71,7 +71,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/build-kenlm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 echo "Downloading the kenlm $KENLM_VERSION source distribution"
-"$python" -m pip download --quiet --no-deps --no-binary kenlm --dest "$work" "kenlm==$KENLM_VERSION"
+"$python" -m pip download --quiet --no-deps --no-binary kenlm --no-build-isolation --dest "$work" "kenlm==$KENLM_VERSION"
 archive="$work/kenlm-$KENLM_VERSION.tar.gz"
 echo "$KENLM_SHA256  $archive" | sha256sum --check --quiet -
 
