@@ -318,7 +318,7 @@ class Layout:
                 raise ConfigError(
                     f"DATA_DIR={self.data_dir}: cannot write {folder} as uid {os.getuid()} (gid {os.getgid()}): "
                     f"{problem}; give the folder to that user (on the host: sudo chown -R {os.getuid()}:{os.getgid()} "
-                    'FOLDER) or run as its owner (docker run --user "$(id -u):$(id -g)" ...)')
+                    '<folder>) or run as its owner (docker run --user "$(id -u):$(id -g)" ...)')
 
 
 def _nearest_existing(folder: Path, top: Path) -> Path:

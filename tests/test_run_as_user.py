@@ -164,7 +164,7 @@ def test_a_data_dir_of_another_owner_says_how_to_fix_it(install, base):
     assert result.returncode == 2, result.stderr[-2000:]
     [line] = result.stderr.strip().splitlines()
     assert f"cannot write {theirs} as uid {USER} (gid {USER}): Permission denied" in line
-    assert f"sudo chown -R {USER}:{USER} FOLDER" in line and 'docker run --user "$(id -u):$(id -g)"' in line
+    assert f"sudo chown -R {USER}:{USER} <folder>" in line and 'docker run --user "$(id -u):$(id -g)"' in line
 
 
 def test_the_user_runs_without_network(install):
