@@ -10,6 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-done
 KENLM_PREFIX := tools/kenlm
+NATIVE_CLIENTS := tools/native-clients
 DEMO_DIR ?= $(CURDIR)/work-demo
 # Sized for a 2-core CPU: a small network, a short training, a small alpha/beta grid.
 # Augmented as a user facing noisy, reverberant, band-limited and faster or slower speech would augment (noise made
@@ -27,20 +28,22 @@ DEBIAN_PACKAGES := sox libsox-fmt-mp3 lame espeak-ng fortunes-it cmake build-ess
 
 STAGES := check-sources import-cv build-lm train-model evaluate-lm export
 
-.PHONY: help setup check-sources import-cv build-lm train-model evaluate-lm export transcribe train demo test bench clean
+.PHONY: help setup check-sources import-cv build-lm train-model evaluate-lm export transcribe train demo test bench \
+	image-test clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment, KenLM and the CTC decoder; once
+setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment, KenLM, the CTC decoder and the native clients; once
 
 $(SETUP_STAMP): requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh \
-		deepspeech_it/decode/ctc_beam_search.cc
+		deepspeech_it/decode/ctc_beam_search.cc deepspeech_it/export/client_libraries.py
 	scripts/install_debian_packages.sh $(DEBIAN_PACKAGES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	PYTHON=$(PY) scripts/build_kenlm.sh $(KENLM_PREFIX)
+	$(PY) -m deepspeech_it.export.client_libraries $(NATIVE_CLIENTS)
 	touch $@
 
 check-sources: $(SETUP_STAMP)  ## Stage 01: each corpus of CORPORA (checksum, release), disk, tools, GPUs, transfer checkpoint
@@ -77,6 +80,9 @@ demo: $(SETUP_STAMP)  ## The whole pipeline on a generated Italian corpus, in DE
 
 test: $(SETUP_STAMP)  ## The test suite
 	$(PY) -m pytest -q tests
+
+image-test:  ## Build the image and run make train in it as uid 999 without network (root and docker needed)
+	scripts/image_test.sh
 
 bench: $(SETUP_STAMP)  ## The benchmarks (on the demo's model where one is needed); writes benchmarks/RESULTS.md
 	DATA_DIR="$(DEMO_DIR)" $(PY) benchmarks/run_all.py

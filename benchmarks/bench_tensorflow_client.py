@@ -81,10 +81,10 @@ def compare(paths: dict[str, Path], scorer: Path, rows: list[tuple[Path, str]]) 
     references = [text for _, text in rows]
     audio_seconds = sum(load_training_samples(f).size for f in files) / SAMPLE_RATE
     decoded = {}
-    for release, name in ((native_clients.DEEPSPEECH_TENSORFLOW, PBMM_FILE), (native_clients.DEEPSPEECH, TFLITE_FILE)):
+    for release, name in ((native_clients.DEEPSPEECH_TF, PBMM_FILE), (native_clients.DEEPSPEECH, TFLITE_FILE)):
         run = native_clients.run_client(release, paths[name], files, scorer_path=scorer, beam_width=BEAM_WIDTH)
         decoded[name] = ([r["text"] for r in run.results], sum(r["seconds"] for r in run.results))
-    loads = {name: native_clients.run_client(native_clients.DEEPSPEECH_TENSORFLOW, paths[name])
+    loads = {name: native_clients.run_client(native_clients.DEEPSPEECH_TF, paths[name])
              for name in (PB_FILE, PBMM_FILE)}
     return {"audio_seconds": audio_seconds, "files": len(files),
             "wer": {name: jiwer.wer(references, texts) for name, (texts, _) in decoded.items()},

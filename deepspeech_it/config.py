@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -428,6 +429,36 @@ class Layout:
     def create(self) -> None:
         for folder in self.all():
             folder.mkdir(parents=True, exist_ok=True)
+
+    def check_writable(self) -> None:
+        """Raises ConfigError unless this user can create DATA_DIR and write in it and in every folder of it that
+        exists; a host folder mounted into the container with another owner is the usual cause."""
+        existing = {self.data_dir} | {_nearest_existing(folder, self.data_dir) for folder in self.all()}
+        for folder in sorted(existing):
+            problem = _write_problem(folder)
+            if problem:
+                raise ConfigError(
+                    f"DATA_DIR={self.data_dir}: cannot write {folder} as uid {os.getuid()} (gid {os.getgid()}): "
+                    f"{problem}; give the folder to that user (on the host: sudo chown -R {os.getuid()}:{os.getgid()} "
+                    '<folder>) or run as its owner (docker run --user "$(id -u):$(id -g)" ...)')
+
+
+def _nearest_existing(folder: Path, top: Path) -> Path:
+    while folder != top and not folder.exists():
+        folder = folder.parent
+    return folder
+
+
+def _write_problem(folder: Path) -> str | None:
+    """Why a file cannot be created in FOLDER (made first if missing), or None; trying is the only sure test."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as problem:
+        return problem.strerror or str(problem)
+    return None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ KENLM_PREFIX = PROJECT_ROOT / "tools" / "kenlm"
 KENLM_BIN = KENLM_PREFIX / "bin"
 DECODER_LIBRARY = KENLM_PREFIX / "lib" / "libctc_beam_search.so"
 KENLM_PROGRAMS = ("lmplz", "build_binary", "filter")
+# `make setup` and the image's build install the native client libraries here (export/client_libraries.py).
+NATIVE_CLIENTS_DIR = PROJECT_ROOT / "tools" / "native-clients"
 
 
 def find_tool(name: str) -> Path | None:

@@ -37,10 +37,11 @@ def test_every_build_argument_reaches_a_listed_variable():
     environment = " ".join(_instruction(stage, "ENV"))
     assignments = dict(re.findall(r"([A-Z_]+)=(\S+)", environment))
     listed = {v.name for v in VARIABLES}
-    assert set(assignments) - {"PYTHONDONTWRITEBYTECODE"} <= listed
+    assert set(assignments) - {"PYTHONDONTWRITEBYTECODE", "HOME"} <= listed
     used = {argument for value in assignments.values() for argument in re.findall(r"\$\{(\w+)", value)}
-    assert arguments - {"kenlm_version"} <= used, "a build argument that reaches no variable would be ignored"
-    assert "kenlm_version" in " ".join(_instruction(stage, "RUN"))
+    build_only = {"kenlm_version", "tensorflow"}
+    assert arguments - build_only <= used, "a build argument that reaches no variable would be ignored"
+    assert all(f"${{{name}}}" in " ".join(_instruction(stage, "RUN")) for name in build_only)
     assert assignments["DATA_DIR"] == "/mnt" and assignments["TRANSFER_CHECKPOINT_DIR"] == "/transfer-checkpoint"
 
 
@@ -63,3 +64,29 @@ def test_image_gets_the_decoder_built_from_the_source_it_copies():
     assert "COPY deepspeech_it/decode/ctc_beam_search.cc deepspeech_it/decode/ctc_beam_search.cc" in text, "the build stage compiles the decoder source"
     copied = [line for line in _instruction(_final_stage(), "COPY") if "--from=kenlm" in line]
     assert any(DECODER_LIBRARY.name in line and line.split()[-1] == "tools/kenlm/lib/" for line in copied)
+
+
+def _stages() -> list[str]:
+    return DOCKERFILE.read_text(encoding="utf-8").split("\nFROM ")[1:]
+
+
+def test_pip_gets_the_build_secrets_only_while_it_runs():
+    """Every step that downloads mounts the pip configuration as a BuildKit secret; no step stores it."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    downloading = [run for stage in _stages() for run in _instruction(stage, "RUN")
+                   if re.search(r"pip (install|wheel|download)|build_kenlm\.sh|client_libraries", run)
+                   and "--no-deps --no-build-isolation -e ." not in run]
+    assert len(downloading) == 4
+    for run in downloading:
+        assert "--mount=type=secret,id=pipconf" in run and "--mount=type=secret,id=pipca" in run, run
+        assert "PIP_CONFIG_FILE=/run/secrets/pipconf" in run, run
+    assert "PIP_CONFIG_FILE" not in " ".join(_instruction(_final_stage(), "ENV"))
+    assert not re.search(r"^(COPY|ADD) .*(pip\.conf|\.pem)", text, re.M)
+
+
+def test_image_has_the_native_clients_from_setup_time():
+    copied = _instruction(_final_stage(), "COPY")
+    assert "--from=clients /build/native-clients tools/native-clients" in copied
+    [clients_stage] = [stage for stage in _stages() if stage.split()[1:3] == ["AS", "clients"]]
+    assert any("python3 -m deepspeech_it.export.client_libraries /build/native-clients" in run
+               for run in _instruction(clients_stage, "RUN"))

@@ -1,10 +1,9 @@
 """The real native clients, libdeepspeech.so 0.9.3 and libstt.so 1.4, driven through ctypes.
 
-They are the proof that our models are what DeepSpeech and Coqui STT users can run. The libraries come from the
-PyPI wheels ``deepspeech-tflite==0.9.3`` and ``stt==1.4.0`` (TFLite clients), and ``deepspeech==0.9.3`` (the
-TensorFlow client, which runs output_graph.pb/.pbmm); CPython 3.9 builds, but only the C libraries inside are used,
-so any Python can load them. The wheels are downloaded once with pip into a cache folder and checked against their
-pinned sha256.
+They are the proof that our models are what DeepSpeech and Coqui STT users can run: ``deepspeech-tflite==0.9.3``
+and ``stt==1.4.0`` (TFLite clients), and ``deepspeech==0.9.3`` (the TensorFlow client, which runs
+output_graph.pb/.pbmm). The libraries are installed by `make setup` (export/client_libraries.py); here they are only
+loaded.
 """
 
 from __future__ import annotations
@@ -14,93 +13,22 @@ import json
 import subprocess
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deepspeech_it.data.framing import SAMPLE_RATE
-from deepspeech_it.paths import PROJECT_ROOT
-from deepspeech_it.util.atomic import write_bytes_atomic
-from deepspeech_it.util.digest import sha256_of
-from deepspeech_it.util.errors import PipelineError
+from deepspeech_it.export.client_libraries import (DEEPSPEECH, DEEPSPEECH_TF, INSTALLED, STT, ClientRelease,
+                                                   NativeClientError,
+                                                   library_paths)
 
-
-@dataclass(frozen=True)
-class ClientRelease:
-    name: str          # short name used in reports: "deepspeech" or "stt"
-    package: str       # PyPI distribution
-    version: str
-    prefix: str        # C API prefix
-    libraries: tuple[str, ...]   # paths inside the wheel, in load order (dependencies first)
-    sha256: str        # of the wheel pip downloads (WHEEL_PYTHON, WHEEL_PLATFORMS)
-
-
-DEEPSPEECH = ClientRelease("deepspeech", "deepspeech-tflite", "0.9.3", "DS", ("deepspeech/lib/libdeepspeech.so",),
-                           "46b76baf8ea9b5d43c2d8081b1c4a5aa5e45407016ac8365a0bc859072c4f748")
-STT = ClientRelease("stt", "stt", "1.4.0", "STT", ("stt/lib/libkenlm.so", "stt/lib/libstt.so"),
-                    "d1bde1d719b2685d7703cd31d4d641304407921daa108b7aca60a0b86baab096")
-RELEASES = (DEEPSPEECH, STT)           # the TFLite clients: every output_graph.tflite must load in both
-DEEPSPEECH_TENSORFLOW = ClientRelease("deepspeech-tensorflow", "deepspeech", "0.9.3", "DS",
-                                      ("deepspeech/lib/libdeepspeech.so",),
-                                      "e2e7295ba4997ab86b4fb1bd7a784319dfcdb508ce26638063515334c11fa05a")
-ALL_RELEASES = RELEASES + (DEEPSPEECH_TENSORFLOW,)
-
-# The wheels are tagged manylinux1 (DeepSpeech) and manylinux_2_24 (STT); pip accepts either tag for both.
-WHEEL_PLATFORMS = ("manylinux1_x86_64", "manylinux_2_24_x86_64")
-WHEEL_PYTHON = "3.9"
-DEFAULT_CACHE = PROJECT_ROOT / ".cache" / "native-clients"
+# The clients that load TFLite models, the release format stage 06 verifies, and the one that loads .pb/.pbmm.
+RELEASES = (DEEPSPEECH, STT)
 # What both clients print when the scorer's dictionary cannot be memory-mapped because it was written unaligned.
 MAPPING_WARNING = "could not be honored"
 # What the TensorFlow client prints when it loads a model without memory-mapping it (any path without ".pbmm").
 READ_INTO_MEMORY_WARNING = "reading entire model file into memory"
-
-
-class NativeClientError(PipelineError, RuntimeError):
-    pass
-
-
-class ClientUnavailable(NativeClientError):
-    """The client's wheel could not be downloaded: nothing was tried, nothing was refused."""
-
-
-def fetch_libraries(release: ClientRelease, cache_dir: str | Path) -> list[Path]:
-    """Downloads the release's wheel into CACHE_DIR (once) and extracts its shared libraries; returns their paths."""
-    cache_dir = Path(cache_dir)
-    target = cache_dir / f"{release.package}-{release.version}"
-    paths = [target / Path(member).name for member in release.libraries]
-    if all(p.exists() for p in paths):
-        return paths
-    wheel = _download_wheel(release, cache_dir)
-    digest = sha256_of(wheel)
-    if digest != release.sha256:
-        raise NativeClientError(f"{wheel} has sha256 {digest}, not the pinned {release.sha256} of "
-                                f"{release.package}=={release.version}; delete it to download it again")
-    target.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as archive:
-        for member, path in zip(release.libraries, paths):
-            write_bytes_atomic(path, archive.read(member))
-    return paths
-
-
-def _download_wheel(release: ClientRelease, cache_dir: Path) -> Path:
-    stem = release.package.replace("-", "_") + "-" + release.version + "-"
-    found = sorted(cache_dir.glob(stem + "*.whl"))
-    if found:
-        return found[0]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               "--python-version", WHEEL_PYTHON, "--dest", str(cache_dir)]
-    for platform in WHEEL_PLATFORMS:
-        command += ["--platform", platform]
-    command.append(f"{release.package}=={release.version}")
-    result = subprocess.run(command, capture_output=True, text=True)
-    found = sorted(cache_dir.glob(stem + "*.whl"))
-    if result.returncode != 0 or not found:
-        raise ClientUnavailable(f"pip could not download {release.package}=={release.version}: "
-                                f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no wheel'}")
-    return found[0]
 
 
 class _TokenMetadata(ctypes.Structure):
@@ -143,8 +71,8 @@ class NativeLibrary:
         self._declare()
 
     @classmethod
-    def load(cls, release: ClientRelease, cache_dir: str | Path) -> "NativeLibrary":
-        return cls(release, fetch_libraries(release, cache_dir))
+    def load(cls, release: ClientRelease) -> "NativeLibrary":
+        return cls(release, library_paths(release))
 
     def _fn(self, name: str):
         return getattr(self._lib, f"{self.release.prefix}_{name}")
@@ -289,14 +217,12 @@ class ClientRun:
 
 
 def run_client(release: ClientRelease, model_path: str | Path, files=(), *, scorer_path=None, beam_width=None,
-               alpha=None, beta=None, metadata: bool = False, cache_dir: str | Path = DEFAULT_CACHE,
-               timeout: float = 600) -> ClientRun:
+               alpha=None, beta=None, metadata: bool = False, timeout: float = 600) -> ClientRun:
     """Loads MODEL_PATH (and the scorer) in the real client in a child process and transcribes FILES with
     {prefix}_SpeechToText, or {prefix}_SpeechToTextWithMetadata when METADATA. Raises NativeClientError with the
-    client's message when it refuses the model or scorer."""
-    fetch_libraries(release, cache_dir)
-    command = [sys.executable, "-m", "deepspeech_it.export.native_clients", release.name, str(model_path),
-               "--cache-dir", str(cache_dir)]
+    client's message when it refuses the model or scorer, ClientUnavailable when setup has not installed it."""
+    library_paths(release)
+    command = [sys.executable, "-m", "deepspeech_it.export.native_clients", release.name, str(model_path)]
     if scorer_path is not None:
         command += ["--scorer", str(scorer_path)]
     if beam_width is not None:
@@ -331,7 +257,7 @@ def _child_main(argv: list[str]) -> int:
     from deepspeech_it.data.audio import load_training_samples
 
     parser = argparse.ArgumentParser(prog="python -m deepspeech_it.export.native_clients")
-    parser.add_argument("client", choices=[r.name for r in ALL_RELEASES])
+    parser.add_argument("client", choices=[r.name for r in INSTALLED])
     parser.add_argument("model")
     parser.add_argument("files", nargs="*")
     parser.add_argument("--scorer")
@@ -339,11 +265,10 @@ def _child_main(argv: list[str]) -> int:
     parser.add_argument("--alpha", type=float)
     parser.add_argument("--beta", type=float)
     parser.add_argument("--metadata", action="store_true")
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     args = parser.parse_intermixed_args(argv)
-    release = next(r for r in ALL_RELEASES if r.name == args.client)
+    release = next(r for r in INSTALLED if r.name == args.client)
     try:
-        library = NativeLibrary.load(release, args.cache_dir)
+        library = NativeLibrary.load(release)
         memory = {"before_load": _memory_kb()}
         started = time.perf_counter()
         with library.create_model(args.model) as model:
@@ -380,8 +305,8 @@ if __name__ == "__main__":
     sys.exit(_child_main(sys.argv[1:]))
 
 
-def verify_model(model_path: str | Path, scorer_path: str | Path | None = None, *, expected_beam_width: int,
-                 cache_dir: str | Path = DEFAULT_CACHE) -> dict[str, str]:
+def verify_model(model_path: str | Path, scorer_path: str | Path | None = None, *,
+                 expected_beam_width: int) -> dict[str, str]:
     """Loads the model (and scorer) in both clients; returns one line of evidence per client.
 
     Raises NativeClientError when a client refuses the model or the scorer, reports another sample rate or beam
@@ -389,20 +314,20 @@ def verify_model(model_path: str | Path, scorer_path: str | Path | None = None, 
     """
     evidence = {}
     for release in RELEASES:
-        run = run_client(release, model_path, scorer_path=scorer_path, cache_dir=cache_dir)
+        run = run_client(release, model_path, scorer_path=scorer_path)
         evidence[client_label(release)] = _checked(run, release, expected_beam_width, scorer_path, [])
     return evidence
 
 
 def verify_tensorflow_graph(graph_path: str | Path, scorer_path: str | Path | None = None, *,
-                            expected_beam_width: int, cache_dir: str | Path = DEFAULT_CACHE) -> dict[str, str]:
+                            expected_beam_width: int) -> dict[str, str]:
     """Loads output_graph.pb or .pbmm (and the scorer) in the TensorFlow client; returns its line of evidence.
 
     The client memory-maps exactly the paths that contain ".pbmm" and warns about the others; a .pbmm path that
     still gets the warning was not mapped. Raises NativeClientError as verify_model does, and for that.
     """
-    release = DEEPSPEECH_TENSORFLOW
-    run = run_client(release, graph_path, scorer_path=scorer_path, cache_dir=cache_dir)
+    release = DEEPSPEECH_TF
+    run = run_client(release, graph_path, scorer_path=scorer_path)
     mapped = READ_INTO_MEMORY_WARNING not in run.stderr
     problems = [f"{Path(graph_path).name} was not memory-mapped"] if ".pbmm" in str(graph_path) and not mapped else []
     line = _checked(run, release, expected_beam_width, scorer_path, problems)

@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepspeech_it.export import client_libraries
 from deepspeech_it.paths import KENLM_PROGRAMS, find_tool
 from deepspeech_it.util.progress import progress_bar
 
@@ -120,9 +121,7 @@ def check_archive_readable(path: Path) -> Finding:
 
 
 def check_data_dir(data_dir: Path, archive_size: int) -> list[Finding]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(data_dir, os.W_OK):
-        return [Finding(False, f"DATA_DIR {data_dir} is not writable; fix its permissions or set DATA_DIR")]
+    """Free space; that DATA_DIR is writable the stage runner has checked before any stage starts."""
     free = shutil.disk_usage(data_dir).free
     needed = FREE_SPACE_FACTOR * archive_size
     text = f"{free / 1e9:.1f} GB free in DATA_DIR {data_dir}, {needed / 1e9:.1f} GB needed ({FREE_SPACE_FACTOR}x the sources)"
@@ -137,6 +136,12 @@ def check_tools() -> list[Finding]:
         found = find_tool(program)
         findings.append(Finding(True, f"KenLM {program}: {found}") if found else
                         Finding(False, f"KenLM {program} not found; run `make setup` (it builds KenLM into tools/)"))
+    for release in client_libraries.INSTALLED:
+        try:
+            client_libraries.library_paths(release)
+            findings.append(Finding(True, f"native client {release.package} {release.version}"))
+        except client_libraries.ClientUnavailable as problem:
+            findings.append(Finding(False, str(problem)))
     for module, purpose in (("tensorflow", "training"), ("soundfile", "audio decoding"), ("kenlm", "LM queries")):
         if importlib.util.find_spec(module) is None:
             findings.append(Finding(False, f"Python module {module} ({purpose}) missing; run `make setup`"))

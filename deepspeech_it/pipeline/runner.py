@@ -22,6 +22,7 @@ def run_stage(main: Callable[[Config], int | None]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         config = load_config()
+        config.layout.check_writable()
         code = main(config) or 0
     except ConfigError as problem:
         print(f"configuration error: {one_line(problem)}", file=sys.stderr)

@@ -12,7 +12,7 @@ from deepspeech_it.config import (ALPHABET_FILE, IMPORT_REPORT_FILE, PB_FILE, PB
                                   TFLITE_FILE, Config)
 from deepspeech_it.data.corpora import CATALOGUE
 from deepspeech_it.demo.synth import SYNTHETIC_RELEASE
-from deepspeech_it.export import frozen_graph, graph, memmapped, native_clients, release
+from deepspeech_it.export import client_libraries, frozen_graph, graph, memmapped, native_clients, release
 from deepspeech_it.lm.scorer import read_scorer
 from deepspeech_it.model import checkpoint
 from deepspeech_it.pipeline.records import StageRecord, fingerprint
@@ -43,6 +43,8 @@ def export(config: Config) -> int:
     scorer = layout.scorer
     if not scorer.is_file():
         raise StageError(f"{scorer} does not exist; run `make build-lm` (and `make evaluate-lm`) first")
+    for client in native_clients.RELEASES:
+        client_libraries.library_paths(client)
     checkpoint_files = checkpoint.bundle_files(prefix)
     companions = [p for p in (layout.checkpoints / n for n in ("flags.json", "flags.txt", ALPHABET_FILE)) if p.exists()]
     reports = [p for p in (layout.reports / "test_scorer.json", layout.lm / "best_alpha_beta.json") if p.exists()]
@@ -181,8 +183,6 @@ def build_tflite(weights, alphabet, beam_width: int, quantize: bool, scorer: Pat
             candidate.write_bytes(model)
             try:
                 verified = native_clients.verify_model(candidate, scorer, expected_beam_width=beam_width)
-            except native_clients.ClientUnavailable as problem:
-                return model, quantized, {}, f"not verified: {problem}"
             except native_clients.NativeClientError as problem:
                 refusals.append(f"{'quantised' if quantized else 'float'} model refused: {problem}")
                 continue
