@@ -201,7 +201,7 @@ def test_feature_cache_gives_the_same_training(corpus, tmp_path):
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 def test_two_replica_mirrored_run_trains(corpus, tmp_path, policy):
-    """Two CPU replicas; mixed_float16 is what AMP picks on GPUs, with dynamic loss scaling."""
+    """Two CPU replicas, dropout on; mixed_float16 is what AMP picks on GPUs, with dynamic loss scaling."""
     child = run_child(f"""
         import json
         import tensorflow as tf
@@ -216,7 +216,7 @@ def test_two_replica_mirrored_run_trains(corpus, tmp_path, policy):
         alphabet = Alphabet.from_file("alphabet/it.txt")
         train, _ = read_csvs([c / "train.csv"], alphabet)
         dev, _ = read_csvs([c / "dev.csv"], alphabet)
-        trainer = training.Trainer(train, dev, alphabet, training.{replace(TINY, epochs=3)!r}, out / "c", out / "t",
+        trainer = training.Trainer(train, dev, alphabet, training.{replace(TINY, epochs=3, dropout=0.3)!r}, out / "c", out / "t",
                                    out / "r", progress_enabled=False, devices=["/cpu:0", "/cpu:1"])
         result = trainer.run()
         print(json.dumps({{"replicas": trainer.strategy.num_replicas_in_sync, "dev": result.dev_losses,
