@@ -102,13 +102,50 @@ def _load_cached(path):
     return np.load(path.numpy().decode(), allow_pickle=False)
 
 
-def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphabet, batch_size: int,
-                 skip_batches: int = 0, cache_dir: Path | None = None) -> tf.data.Dataset:
-    """Batches ``(mfcc [B, T, 26], mfcc_len [B], labels [B, L], label_len [B], seconds [B])`` in plan order;
-    ``seconds`` is the audio duration estimated from the file size (for throughput figures)."""
-    order = np.concatenate(plan) if plan else np.zeros(0, np.int64)
-    order = order[skip_batches * batch_size:] if skip_batches else order
-    chosen = [samples[i] for i in order]
+@dataclass(frozen=True)
+class Shard:
+    """The replicas one input pipeline feeds: ``count`` of them from ``first``, out of ``replicas`` in all."""
+
+    first: int = 0
+    count: int = 1
+    replicas: int = 1
+
+
+def replica_shares(batch: np.ndarray, replicas: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One global batch as REPLICAS shares of one size, each ``(sample indices, weights)``: the samples spread
+    evenly, and a share short of the size (a last batch smaller than the replicas) is filled with a copy of the
+    batch's last sample at weight 0, so that every replica always has a batch and the sums stay the batch's own."""
+    size = -(-len(batch) // replicas)
+    shares = []
+    for part in np.array_split(np.asarray(batch), replicas):
+        fill = size - len(part)
+        shares.append((np.concatenate([part, np.full(fill, batch[-1])]).astype(np.int64),
+                       np.concatenate([np.ones(len(part)), np.zeros(fill)]).astype(np.float32)))
+    return shares
+
+
+def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphabet, shard: Shard = Shard(),
+                 cache_dir: Path | None = None) -> tf.data.Dataset:
+    """Batches ``(mfcc [B, T, 26], mfcc_len [B], labels [B, L], label_len [B], seconds [B], weight [B])`` in plan
+    order, for each batch of the plan one per replica of SHARD (that replica's share); ``seconds`` is the audio
+    duration estimated from the file size (for throughput figures), ``weight`` 0 marks a filler sample."""
+    runs: list[tuple[int, list[np.ndarray], list[np.ndarray]]] = []    # consecutive shares of one size
+    for batch in plan:
+        for indices, weights in replica_shares(batch, shard.replicas)[shard.first:shard.first + shard.count]:
+            if not runs or runs[-1][0] != len(indices):
+                runs.append((len(indices), [], []))
+            runs[-1][1].append(indices)
+            runs[-1][2].append(weights)
+    data = None
+    for size, indices, weights in runs or [(1, [], [])]:
+        part = _batches([samples[i] for i in np.concatenate(indices or [[]]).astype(np.int64)],
+                        np.concatenate(weights or [[]]).astype(np.float32), alphabet, size, cache_dir)
+        data = part if data is None else data.concatenate(part)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def _batches(chosen: list[Sample], weights: np.ndarray, alphabet: Alphabet, size: int,
+             cache_dir: Path | None) -> tf.data.Dataset:
     encoded = [alphabet.encode(s.transcript) for s in chosen]
     labels = tf.RaggedTensor.from_row_lengths(np.asarray([i for e in encoded for i in e], np.int32),
                                               np.asarray([len(e) for e in encoded], np.int64))
@@ -120,9 +157,10 @@ def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphab
         caches, cached = [str(f) for f in files], [f.exists() for f in files]
     seconds = tf.constant([s.seconds for s in chosen], tf.float32)
     data = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels, seconds,
+                                               tf.constant(weights, tf.float32),
                                                tf.constant(caches, tf.string), tf.constant(cached, tf.bool)))
 
-    def load(path, label, duration, cache, is_cached):
+    def load(path, label, duration, weight, cache, is_cached):
         if cache_dir is None:
             mfcc = wav_bytes_to_mfcc(tf.io.read_file(path))
         else:
@@ -131,8 +169,7 @@ def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphab
                            lambda: tf.py_function(_store_features, [cache, wav_bytes_to_mfcc(tf.io.read_file(path))],
                                                   tf.float32))
             mfcc = tf.reshape(mfcc, [-1, N_INPUT])
-        return mfcc, tf.shape(mfcc)[0], label, tf.shape(label)[0], duration
+        return mfcc, tf.shape(mfcc)[0], label, tf.shape(label)[0], duration, weight
 
     return (data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .padded_batch(batch_size, padded_shapes=([None, N_INPUT], [], [None], [], []))
-            .prefetch(tf.data.AUTOTUNE))
+            .padded_batch(size, padded_shapes=([None, N_INPUT], [], [None], [], [], [])))
