@@ -188,21 +188,27 @@ def _tf_config(text: str) -> Cluster | None:
         jobs = tuple((job, tuple(cluster[job])) for job in CLUSTER_JOBS if job in cluster)
     except (ValueError, TypeError, KeyError):
         raise ValueError(f"allowed: empty, or {TF_CONFIG_FORM}") from None
-    addresses = [a for _, job_addresses in jobs for a in job_addresses]
-    problem = (
-        f"jobs other than {' and '.join(CLUSTER_JOBS)}" if set(cluster) - set(CLUSTER_JOBS) or not jobs else
-        "an address that is not host:port" if not all(isinstance(a, str) and re.fullmatch(r"[^\s:]+:\d{1,5}", a)
-                                                      for a in addresses) else
-        "an address listed twice" if len(set(addresses)) != len(addresses) else
-        "more than one chief" if len(cluster.get("chief", ())) > 1 else
-        "an empty job" if not all(job_addresses for _, job_addresses in jobs) else
-        f"task.type {task_type!r} is not a job of the cluster" if task_type not in cluster else
-        f"task.index {task_index!r} is not a position in cluster.{task_type}"
-        if not isinstance(task_index, int) or isinstance(task_index, bool) or
-        not 0 <= task_index < len(cluster[task_type]) else None)
+    problem = _cluster_problem(cluster, jobs, task_type, task_index)
     if problem:
-        raise ValueError(f"allowed: {TF_CONFIG_FORM}; found {problem}")
+        raise ValueError(f"allowed: {TF_CONFIG_FORM}; found: {problem}")
     return Cluster(jobs, task_type, task_index)
+
+
+def _cluster_problem(cluster: dict, jobs: tuple, task_type, task_index) -> str | None:
+    addresses = [a for _, job_addresses in jobs for a in job_addresses]
+    if set(cluster) - set(CLUSTER_JOBS) or not jobs:
+        return f"jobs other than {' and '.join(CLUSTER_JOBS)}"
+    if not all(isinstance(a, str) and re.fullmatch(r"[^\s:]+:\d{1,5}", a) for a in addresses):
+        return "an address that is not host:port"
+    if len(set(addresses)) != len(addresses):
+        return "an address listed twice"
+    if not all(job_addresses for _, job_addresses in jobs) or len(cluster.get("chief", ())) > 1:
+        return "an empty job or more than one chief"
+    if not isinstance(task_type, str) or task_type not in cluster:
+        return f"task.type {task_type!r}, not a job of the cluster"
+    if not isinstance(task_index, int) or isinstance(task_index, bool) or not 0 <= task_index < len(cluster[task_type]):
+        return f"task.index {task_index!r}, outside cluster.{task_type}"
+    return None
 
 
 # ---- the configuration ---------------------------------------------------------------------------------------
