@@ -9,6 +9,7 @@ variable, which the scripts print as one line before exiting with code 2.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import tempfile
@@ -217,6 +218,70 @@ def _evaluate_range(text: str):
     return parse_evaluate_range(text)
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """TF_CONFIG: the hosts of a multi-host training (``host:port`` per job) and which of them this process is."""
+
+    jobs: tuple[tuple[str, tuple[str, ...]], ...]
+    task_type: str
+    task_index: int
+
+    @property
+    def spec(self) -> dict[str, list[str]]:
+        return {job: list(addresses) for job, addresses in self.jobs}
+
+    @property
+    def hosts(self) -> int:
+        return sum(len(addresses) for _, addresses in self.jobs)
+
+    @property
+    def rank(self) -> int:
+        """TensorFlow's order of the hosts: the chief first, then the workers."""
+        return self.task_index + (1 if self.task_type == "worker" and "chief" in self.spec else 0)
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+
+CLUSTER_JOBS = ("chief", "worker")
+TF_CONFIG_FORM = ('JSON {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}} '
+                  '(an optional "chief" job holds one host:port)')
+
+
+def _tf_config(text: str) -> Cluster | None:
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        cluster, task = data["cluster"], data["task"]
+        task_type, task_index = task["type"], task["index"]
+        jobs = tuple((job, tuple(cluster[job])) for job in CLUSTER_JOBS if job in cluster)
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(f"allowed: empty, or {TF_CONFIG_FORM}") from None
+    problem = _cluster_problem(cluster, jobs, task_type, task_index)
+    if problem:
+        raise ValueError(f"allowed: {TF_CONFIG_FORM}; found: {problem}")
+    return Cluster(jobs, task_type, task_index)
+
+
+def _cluster_problem(cluster: dict, jobs: tuple, task_type, task_index) -> str | None:
+    addresses = [a for _, job_addresses in jobs for a in job_addresses]
+    if set(cluster) - set(CLUSTER_JOBS) or not jobs:
+        return f"jobs other than {' and '.join(CLUSTER_JOBS)}"
+    if not all(isinstance(a, str) and re.fullmatch(r"[^\s:]+:\d{1,5}", a) for a in addresses):
+        return "an address that is not host:port"
+    if len(set(addresses)) != len(addresses):
+        return "an address listed twice"
+    if not all(job_addresses for _, job_addresses in jobs) or len(cluster.get("chief", ())) > 1:
+        return "an empty job or more than one chief"
+    if not isinstance(task_type, str) or task_type not in cluster:
+        return f"task.type {task_type!r}, not a job of the cluster"
+    if not isinstance(task_index, int) or isinstance(task_index, bool) or not 0 <= task_index < len(cluster[task_type]):
+        return f"task.index {task_index!r}, outside cluster.{task_type}"
+    return None
+
+
 # ---- the configuration ---------------------------------------------------------------------------------------
 
 
@@ -284,6 +349,8 @@ class Config:
     augment: tuple = var("", _augment, "Training augmentations in DeepSpeech 0.9.3's --augment syntax, space-separated, "
                          "e.g. 'reverb[p=0.3,delay=50:150] frequency_mask[n=1:3]'; empty: none")
     fast_train: bool = var("0", _flag, "1: a quick trial, one epoch on one batch of the shortest clips of each split")
+    tf_config: Cluster | None = var("", _tf_config, "Multi-host training: the cluster and this host's task as JSON "
+                                    "(see README); empty: this host alone")
     transfer_learning: bool = var("0", _flag, "1 starts from the checkpoint in TRANSFER_CHECKPOINT_DIR")
     transfer_checkpoint_dir: Path = var("/transfer-checkpoint", _path,
                                         "DeepSpeech 0.9.x or Coqui STT 1.x checkpoint folder for transfer learning")
@@ -341,6 +408,8 @@ def _plain(value: Any) -> Any:
         return value.text
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, Cluster):
+        return {"cluster": value.spec, "task": {"type": value.task_type, "index": value.task_index}}
     return value
 
 

@@ -12,7 +12,7 @@ from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.model import augment_graph, augment_signal
 from deepspeech_it.model.augment import Augmenter
 from deepspeech_it.model.augment_spec import parse_spec
-from deepspeech_it.model.dataset import Sample, batch_plan, make_dataset
+from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset
 from deepspeech_it.model.features import power_spectrogram
 from deepspeech_it.paths import ALPHABET_DIR
 
@@ -222,10 +222,12 @@ def clips(tmp_path_factory):
     return samples
 
 
-def features_of(samples, **kwargs):
+def features_of(samples, augmenter=None, cache_dir=None):
+    """The features of SAMPLES' training batches, augmented at the start of a one-epoch training."""
     alphabet = Alphabet.from_file(ALPHABET_DIR / "it.txt")
     plan = batch_plan(len(samples), 2, 0, 0, shuffle=False)
-    return [batch[0].numpy() for batch in make_dataset(samples, plan, alphabet, 2, **kwargs)]
+    clock = EpochClock(augmenter, 0, 1) if augmenter is not None else None
+    return [batch[0].numpy() for batch in make_dataset(samples, plan, alphabet, cache_dir=cache_dir, clock=clock)]
 
 
 def test_augmenter_changes_training_batches_and_nothing_else(clips):

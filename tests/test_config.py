@@ -17,6 +17,18 @@ def test_defaults_load_and_follow_data_dir(tmp_path):
     assert load_config({"ENGLISH_COMPATIBLE": "1"}).alphabet.size == 28
 
 
+def test_tf_config_names_the_hosts_and_the_chief():
+    hosts = '"worker": ["10.0.0.2:2222", "10.0.0.3:2222"]'
+    alone = load_config({}).tf_config
+    worker = load_config({"TF_CONFIG": f'{{"cluster": {{{hosts}}}, "task": {{"type": "worker", "index": 1}}}}'})
+    with_chief = load_config({"TF_CONFIG": f'{{"cluster": {{"chief": ["10.0.0.1:2222"], {hosts}}}, '
+                                           '"task": {"type": "worker", "index": 0}}'}).tf_config
+    assert alone is None
+    assert (worker.tf_config.hosts, worker.tf_config.rank, worker.tf_config.is_chief) == (2, 1, False)
+    assert (with_chief.hosts, with_chief.rank, with_chief.is_chief) == (3, 1, False)
+    assert worker.as_dict()["TF_CONFIG"]["task"] == {"type": "worker", "index": 1}
+
+
 def test_values_are_typed():
     config = load_config({"BATCH_SIZE": "8", "DROPOUT": "0.25", "AMP": "0", "LM_PRUNE": "0 1 1",
                           "LM_EVALUATE_RANGE": "", "CV_SHA1": "5949823C7531695FEFC3BCAB5A56F43552EB7D89"})
@@ -31,6 +43,12 @@ BAD_VALUES = [
     ("LM_PRUNE", "0 0 0 0 0 0"), ("LM_MEMORY", "lots"), ("CV_SHA256", "abc"), ("MODEL_LANGUAGE", "Italian"),
     ("DROP_SOURCE_LAYERS", "6"), ("TRAIN_FILES", "/no/such/train.csv"), ("LM_SOURCES", "/no/such/*.txt"),
     ("IMPORT_JOBS", "0"), ("LM_ALPHA", "nan"),
+    ("TF_CONFIG", "{not json"), ("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}}'),
+    ("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}'),
+    ("TF_CONFIG", '{"cluster": {"ps": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker", "index": 0}}'),
+    ("TF_CONFIG", '{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}'),
+    ("TF_CONFIG", '{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}'),
+    ("TF_CONFIG", '{"cluster": {"chief": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}'),
 ]
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.model.checkpoint import latest_checkpoint, load_weights_by_ds_name, read_progress
-from deepspeech_it.model.dataset import batch_plan, read_csvs
+from deepspeech_it.model.dataset import batch_plan, read_csvs, replica_shares
 from deepspeech_it.model.training import Trainer, TrainParams, train_and_test
 
 from conftest import GPU_VISIBLE
@@ -73,6 +73,18 @@ def test_batch_plan_groups_neighbours_and_is_reproducible():
     assert all(b.max() - b.min() == len(b) - 1 for b in plans[0])   # neighbours in size order
     many = [batch_plan(40, 4, seed=1, epoch=e) for e in range(2)]
     assert [b.tolist() for b in many[0]] != [b.tolist() for b in many[1]]
+
+
+@pytest.mark.parametrize("size,replicas", [(4, 2), (3, 2), (1, 2), (1, 3), (5, 3), (64, 8), (2, 1)])
+def test_every_replica_gets_a_share_of_every_batch(size, replicas):
+    batch = np.arange(10, 10 + size)
+    shares = replica_shares(batch, replicas)
+    assert len(shares) == replicas and len({len(indices) for indices, _ in shares}) == 1
+    real = np.concatenate([indices[weights == 1] for indices, weights in shares])
+    assert sorted(real.tolist()) == batch.tolist()             # each sample once at full weight
+    fillers = np.concatenate([indices[weights == 0] for indices, weights in shares])
+    assert set(fillers.tolist()) <= set(batch.tolist())        # fillers are copies, weighing nothing
+    assert len(fillers) == len(shares[0][0]) * replicas - size < replicas
 
 
 def test_rows_that_cannot_train_are_rejected(corpus, tmp_path):
@@ -209,6 +221,7 @@ def test_two_replica_mirrored_run_trains(corpus, tmp_path, policy):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from pathlib import Path
         from deepspeech_it.model import trainer as loop, training
+        from deepspeech_it.model.distribute import Workers
         loop.keras_policy = lambda amp, gpu: {policy!r}
         from deepspeech_it.data.alphabet import Alphabet
         from deepspeech_it.model.dataset import read_csvs
@@ -216,8 +229,9 @@ def test_two_replica_mirrored_run_trains(corpus, tmp_path, policy):
         alphabet = Alphabet.from_file("alphabet/it.txt")
         train, _ = read_csvs([c / "train.csv"], alphabet)
         dev, _ = read_csvs([c / "dev.csv"], alphabet)
-        trainer = training.Trainer(train, dev, alphabet, training.{replace(TINY, epochs=3, dropout=0.3)!r}, out / "c", out / "t",
-                                   out / "r", progress_enabled=False, devices=["/cpu:0", "/cpu:1"])
+        params = training.{replace(TINY, epochs=3, batch_size=3, dropout=0.3)!r}
+        trainer = training.Trainer(train, dev, alphabet, params, out / "c", out / "t", out / "r",
+                                   progress_enabled=False, workers=Workers(devices=["/cpu:0", "/cpu:1"]))
         result = trainer.run()
         print(json.dumps({{"replicas": trainer.strategy.num_replicas_in_sync, "dev": result.dev_losses,
                           "step": result.global_step, "optimizer": type(trainer.optimizer).__name__,
@@ -225,7 +239,7 @@ def test_two_replica_mirrored_run_trains(corpus, tmp_path, policy):
     """.replace("PosixPath", "Path"))
     assert child.returncode == 0, child.stderr[-3000:]
     result = json.loads(child.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2 and result["step"] == 9
+    assert result["replicas"] == 2 and result["step"] == 12      # 10 utterances: batches 3, 3, 3, 1
     assert result["dtype"] == ("float16" if policy == "mixed_float16" else "float32")
     assert (result["optimizer"] == "LossScaleOptimizer") == (policy == "mixed_float16")
     assert np.isfinite(result["dev"]).all()

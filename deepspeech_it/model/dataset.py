@@ -107,27 +107,79 @@ def ctc_frames(transcript: str) -> int:
     return len(transcript) + sum(1 for a, b in zip(transcript, transcript[1:]) if a == b)
 
 
-def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphabet, batch_size: int,
-                 skip_batches: int = 0, cache_dir: Path | None = None, augmenter: Augmenter | None = None,
-                 epoch: int = 0, epochs: int = 1) -> tf.data.Dataset:
-    """Batches ``(mfcc [B, T, 26], mfcc_len [B], labels [B, L], label_len [B], seconds [B])`` in plan order;
-    ``seconds`` is the audio duration estimated from the file size (for throughput figures).
+@dataclass(frozen=True)
+class Shard:
+    """The replicas one input pipeline feeds: ``count`` of them from ``first``, out of ``replicas`` in all."""
 
-    With an AUGMENTER (training batches only) each clip is augmented at clock (EPOCH + position / clips) / EPOCHS.
-    Features of clips that an audio-domain augmentation changes are computed afresh every time and never taken
-    from or written to CACHE_DIR; with features-domain augmentations alone the cache holds the clean features and
-    the augmentations apply after it.
+    first: int = 0
+    count: int = 1
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
+class EpochClock:
+    """Where training batches stand, for the augmentations' clock: (EPOCH + position / clips) / EPOCHS."""
+
+    augmenter: Augmenter
+    epoch: int
+    epochs: int
+
+
+def replica_shares(batch: np.ndarray, replicas: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One global batch as REPLICAS shares of one size, each ``(sample indices, weights)``: the samples spread
+    evenly, and a share short of the size (a last batch smaller than the replicas) is filled with a copy of the
+    batch's last sample at weight 0, so that every replica always has a batch and the sums stay the batch's own."""
+    size = -(-len(batch) // replicas)
+    shares = []
+    for part in np.array_split(np.asarray(batch), replicas):
+        fill = size - len(part)
+        shares.append((np.concatenate([part, np.full(fill, batch[-1])]).astype(np.int64),
+                       np.concatenate([np.ones(len(part)), np.zeros(fill)]).astype(np.float32)))
+    return shares
+
+
+def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphabet, shard: Shard = Shard(),
+                 cache_dir: Path | None = None, skip_batches: int = 0,
+                 clock: EpochClock | None = None) -> tf.data.Dataset:
+    """Batches ``(mfcc [B, T, 26], mfcc_len [B], labels [B, L], label_len [B], seconds [B], weight [B])`` in plan
+    order from batch SKIP_BATCHES on, for each batch of the plan one per replica of SHARD (that replica's share);
+    ``seconds`` is the audio duration estimated from the file size (for throughput figures), ``weight`` 0 marks a
+    filler sample.
+
+    With a CLOCK (training batches only) each clip is augmented at its place in the whole epoch, so a resumed epoch
+    draws what an uninterrupted one would. Features of clips that an audio-domain augmentation changes are computed
+    afresh every time and never taken from or written to CACHE_DIR; with features-domain augmentations alone the
+    cache holds the clean features and the augmentations apply after it.
     """
-    order = np.concatenate(plan) if plan else np.zeros(0, np.int64)
-    positions = np.arange(len(order))
-    if skip_batches:
-        order, positions = order[skip_batches * batch_size:], positions[skip_batches * batch_size:]
-    chosen = [samples[i] for i in order]
+    runs: list[tuple[int, list, list, list]] = []    # consecutive shares of one size: indices, weights, positions
+    position = sum(len(batch) for batch in plan[:skip_batches])
+    for batch in plan[skip_batches:]:
+        positions = np.arange(position, position + len(batch))
+        position += len(batch)
+        chosen = slice(shard.first, shard.first + shard.count)
+        for (indices, weights), (places, _) in zip(replica_shares(batch, shard.replicas)[chosen],
+                                                   replica_shares(positions, shard.replicas)[chosen]):
+            if not runs or runs[-1][0] != len(indices):
+                runs.append((len(indices), [], [], []))
+            for column, values in zip(runs[-1][1:], (indices, weights, places)):
+                column.append(values)
+    clips = max(sum(len(batch) for batch in plan), 1)
+    data = None
+    for size, indices, weights, places in runs or [(1, [], [], [])]:
+        order = np.concatenate(indices or [[]]).astype(np.int64)
+        part = _batches([samples[i] for i in order], order, np.concatenate(weights or [[]]).astype(np.float32),
+                        np.concatenate(places or [[]]) / clips, alphabet, size, cache_dir, clock)
+        data = part if data is None else data.concatenate(part)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def _batches(chosen: list[Sample], order: np.ndarray, weights: np.ndarray, progress: np.ndarray, alphabet: Alphabet,
+             size: int, cache_dir: Path | None, clock: EpochClock | None) -> tf.data.Dataset:
     encoded = [alphabet.encode(s.transcript) for s in chosen]
     labels = tf.RaggedTensor.from_row_lengths(np.asarray([i for e in encoded for i in e], np.int32),
                                               np.asarray([len(e) for e in encoded], np.int64))
     paths = [str(s.path) for s in chosen]
-    augmenter = augmenter or None          # no augmentations: the plain pipeline
+    augmenter = clock.augmenter if clock is not None and clock.augmenter else None
     if augmenter is not None and augmenter.needs_audio:
         cache_dir = None
     if cache_dir is None:
@@ -136,20 +188,24 @@ def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphab
         files = [cache_file(cache_dir, s.path) for s in chosen]
         caches, cached = [str(f) for f in files], [f.exists() for f in files]
     seconds = tf.constant([s.seconds for s in chosen], tf.float32)
-    clocks = (epoch + positions / max(sum(len(b) for b in plan), 1)) / max(epochs, 1)
-    seeds = augmenter.clip_seeds(epoch, order) if augmenter else np.zeros((len(chosen), 2), np.int64)
+    if augmenter is not None:
+        clocks = (clock.epoch + progress) / max(clock.epochs, 1)
+        seeds = augmenter.clip_seeds(clock.epoch, order)
+    else:
+        clocks, seeds = np.zeros(len(chosen)), np.zeros((len(chosen), 2), np.int64)
     needed = np.asarray([ctc_frames(s.transcript) for s in chosen], np.int32)
     data = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels, seconds,
+                                               tf.constant(weights, tf.float32),
                                                tf.constant(caches, tf.string), tf.constant(cached, tf.bool),
                                                tf.constant(clocks, tf.float32), tf.constant(seeds, tf.int64),
                                                tf.constant(needed, tf.int32)))
 
-    def load(path, label, duration, cache, is_cached, clock, seed, min_frames):
+    def load(path, label, duration, weight, cache, is_cached, clip_clock, seed, min_frames):
         def compute():
             if augmenter is None or cache_dir is not None:
                 return wav_bytes_to_mfcc(tf.io.read_file(path))
             audio, rate = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=1)
-            return augmenter.audio_to_features(audio[:, 0], rate, clock, seed, min_frames)
+            return augmenter.audio_to_features(audio[:, 0], rate, clip_clock, seed, min_frames)
 
         if cache_dir is None:
             mfcc = compute()
@@ -159,9 +215,8 @@ def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphab
                            lambda: tf.py_function(_store_features, [cache, compute()], tf.float32))
             mfcc = tf.reshape(mfcc, [-1, N_INPUT])
             if augmenter is not None:
-                mfcc = augmenter.features(mfcc, clock, seed, min_frames)
-        return mfcc, tf.shape(mfcc)[0], label, tf.shape(label)[0], duration
+                mfcc = augmenter.features(mfcc, clip_clock, seed, min_frames)
+        return mfcc, tf.shape(mfcc)[0], label, tf.shape(label)[0], duration, weight
 
     return (data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .padded_batch(batch_size, padded_shapes=([None, N_INPUT], [], [None], [], []))
-            .prefetch(tf.data.AUTOTUNE))
+            .padded_batch(size, padded_shapes=([None, N_INPUT], [], [None], [], [], [])))

@@ -1,33 +1,12 @@
-"""The distributed pieces of a training step: the strategy, DeepSpeech's CTC loss, the replica step functions and
-the optimizer (Adam with DeepSpeech's constants, loss-scaled for float16)."""
+"""The distributed pieces of a training step: DeepSpeech's CTC loss, the replica step functions (over weighted
+shares, see ``dataset.replica_shares``) and the optimizer (Adam with DeepSpeech's constants, loss-scaled for
+float16)."""
 
 from __future__ import annotations
 
 from deepspeech_it.model.checkpoint import BETA1, BETA2, EPSILON
 from deepspeech_it.model.network import DeepSpeech
 from deepspeech_it.util.tf_runtime import keras, tf
-
-
-def choose_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
-    """Several hosts when TF_CONFIG describes a cluster (TensorFlow reads it), else mirrored over the given devices
-    or all local GPUs; the default strategy on a single device."""
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    if resolver.cluster_spec().jobs:
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    if devices:
-        return tf.distribute.MirroredStrategy(devices)
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy([g.name for g in gpus])
-    return tf.distribute.get_strategy()
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().jobs:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                             and "chief" not in resolver.cluster_spec().jobs)
 
 
 def sparse_labels(labels: tf.Tensor, label_len: tf.Tensor) -> tf.SparseTensor:
@@ -61,24 +40,25 @@ class Steps:
         self.train = tf.function(self._train, input_signature=[element_spec, tf.TensorSpec([], tf.int64)])
         self.evaluate = tf.function(self._evaluate, input_signature=[element_spec])
 
-    def _replica_train(self, mfcc, mfcc_len, labels, label_len, seconds, step):
-        utterances = tf.cast(tf.shape(mfcc)[0], tf.float32)
-        # Mean over the global batch, which the last batch of an epoch may not fill.
+    def _replica_train(self, mfcc, mfcc_len, labels, label_len, seconds, weight, step):
+        utterances = tf.reduce_sum(weight)
+        # Mean over the global batch, which the last batch of an epoch may not fill; fillers weigh 0.
         total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, utterances)
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            losses = ctc_per_utterance(self.model(mfcc, training=True, step=step), mfcc_len, labels, label_len)
+            losses = ctc_per_utterance(self.model(mfcc, training=True, step=step), mfcc_len, labels,
+                                       label_len) * weight
             loss = tf.reduce_sum(losses) / tf.maximum(total, 1.0)
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) and self.strategy.num_replicas_in_sync > 1:
             gradients = agree_on_overflow(gradients)
         self.optimizer.apply(gradients, variables)
-        return tf.reduce_sum(losses), utterances, tf.reduce_sum(seconds)
+        return tf.reduce_sum(losses), utterances, tf.reduce_sum(seconds * weight)
 
-    def _replica_eval(self, mfcc, mfcc_len, labels, label_len, seconds):
-        losses = ctc_per_utterance(self.model(mfcc, training=False), mfcc_len, labels, label_len)
-        return tf.reduce_sum(losses), tf.cast(tf.shape(mfcc)[0], tf.float32), tf.reduce_sum(seconds)
+    def _replica_eval(self, mfcc, mfcc_len, labels, label_len, seconds, weight):
+        losses = ctc_per_utterance(self.model(mfcc, training=False), mfcc_len, labels, label_len) * weight
+        return tf.reduce_sum(losses), tf.reduce_sum(weight), tf.reduce_sum(seconds * weight)
 
     def _reduce(self, results):
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, r, axis=None) for r in results]

@@ -28,9 +28,10 @@ from deepspeech_it.model.checkpoint import (
     write_companions,
 )
 from deepspeech_it.model.augment import Augmenter
-from deepspeech_it.model.dataset import Sample, batch_plan, make_dataset
+from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset
 from deepspeech_it.model.network import build_model, keras_policy, on_gpu
-from deepspeech_it.model.steps import Steps, choose_strategy, inner_optimizer, is_chief, make_optimizer
+from deepspeech_it.model.distribute import Workers
+from deepspeech_it.model.steps import Steps, inner_optimizer, make_optimizer
 from deepspeech_it.util.errors import PipelineError
 from deepspeech_it.util.plots import pyplot, save_figure
 from deepspeech_it.util.progress import bars_wanted
@@ -104,7 +105,7 @@ class TrainResult:
 class Trainer:
     def __init__(self, train_samples: list[Sample], dev_samples: list[Sample], alphabet: Alphabet,
                  params: TrainParams, checkpoint_dir: Path, tboard_dir: Path, reports_dir: Path,
-                 progress_enabled: bool = True, devices: list[str] | None = None, flags: dict | None = None):
+                 progress_enabled: bool = True, workers: Workers | None = None, flags: dict | None = None):
         if not train_samples:
             raise TrainingError("no usable training utterances")
         self.train_samples, self.dev_samples = train_samples, dev_samples
@@ -112,8 +113,8 @@ class Trainer:
         self.checkpoint_dir, self.tboard_dir, self.reports_dir = checkpoint_dir, tboard_dir, reports_dir
         self.progress_enabled = progress_enabled
         self.flags = flags or {}
-        self.strategy = choose_strategy(devices)
-        self.chief = is_chief(self.strategy)
+        self.workers = workers or Workers()
+        self.strategy, self.chief = self.workers.strategy, self.workers.chief
         keras.utils.set_random_seed(params.random_seed)
         with self.strategy.scope():
             policy = keras_policy(params.amp, on_gpu())
@@ -131,7 +132,18 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------------------------
 
     def restore(self) -> str:
-        """Our own latest checkpoint, else the transfer checkpoint, else fresh weights; says which."""
+        """Our own latest checkpoint, else the transfer checkpoint, else fresh weights; says which. Only the chief
+        reads checkpoints; the other hosts take its state, so that every host starts from the same one."""
+        said = self._restore() if self.chief else ""
+        if self.workers.several:
+            variables = list({id(v): v for v in self.model.weights + self.optimizer.variables}.values())
+            self.workers.share_variables(variables)
+            state = self.workers.from_chief({"global_step": self.global_step, "progress": asdict(self.progress)})
+            self.global_step, self.progress = state["global_step"], Progress.from_dict(state["progress"])
+        return said or (f"{self.workers.name}: took the chief's training state (epoch {self.progress.epoch}, "
+                        f"batch {self.progress.batch})")
+
+    def _restore(self) -> str:
         own = latest_checkpoint(self.checkpoint_dir)
         if own is not None:
             report = load_training_state(self.model, self.optimizer, own)
@@ -169,16 +181,11 @@ class Trainer:
     # -- data --------------------------------------------------------------------------------------------------
 
     def _distributed(self, samples, plan, skip=0, epoch=None):
-        """Batches of SAMPLES; given the EPOCH, they are training batches and augmented."""
-        augmenter = self.augmenter if epoch is not None else None
-        data = make_dataset(samples, plan, self.alphabet, self.params.batch_size, skip_batches=skip,
-                            cache_dir=self.params.feature_cache, augmenter=augmenter, epoch=epoch or 0,
-                            epochs=self.params.epochs)
-        # Workers of a multi-host run split each global batch (the input is a list of paths, not sharded files).
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        data = data.with_options(options)
-        distributed = self.strategy.experimental_distribute_dataset(data)
+        """Batches of SAMPLES from batch SKIP of PLAN on; given the EPOCH, they are training batches and augmented."""
+        clock = EpochClock(self.augmenter, epoch, self.params.epochs) if epoch is not None else None
+        distributed = self.workers.distribute(
+            lambda shard: make_dataset(samples, plan, self.alphabet, shard, self.params.feature_cache,
+                                       skip_batches=skip, clock=clock))
         if self.steps is None:
             self.steps = Steps(self.strategy, self.model, self.optimizer, distributed.element_spec)
         return distributed

@@ -10,6 +10,7 @@ the epoch, loss history, counters).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from deepspeech_it.decode.ctc import greedy_decode
 from deepspeech_it.evaluate.report import error_rates, worst_utterances
 from deepspeech_it.model.checkpoint import latest_checkpoint, load_weights_by_ds_name
 from deepspeech_it.model.dataset import Sample, batch_plan, make_dataset, read_csvs
+from deepspeech_it.model.distribute import Workers
 from deepspeech_it.model.network import DeepSpeech, build_model, set_ds_weights
-from deepspeech_it.model.trainer import Trainer, TrainParams
+from deepspeech_it.model.trainer import Trainer, TrainingError, TrainParams
 from deepspeech_it.util.atomic import write_json_atomic
 from deepspeech_it.util.tf_runtime import tf
 
@@ -39,7 +41,7 @@ def greedy_test_report(predict, samples: list[Sample], alphabet: Alphabet, batch
     plan = batch_plan(len(samples), batch_size, 0, 0, shuffle=False)
     references, hypotheses = [], []
     order = np.concatenate(plan) if plan else []
-    for (mfcc, mfcc_len, _, _, _) in make_dataset(samples, plan, alphabet, batch_size):
+    for (mfcc, mfcc_len, *_) in make_dataset(samples, plan, alphabet):
         probabilities = predict(mfcc).numpy()
         for probs, frames in zip(probabilities, mfcc_len.numpy()):
             hypotheses.append(greedy_decode(probs[:frames], alphabet).text)
@@ -64,14 +66,16 @@ def evaluate_checkpoint(checkpoint: Path, sets: dict[str, list[Sample]], alphabe
 
 def train_and_test(train_csvs, dev_csvs, test_csvs, alphabet: Alphabet, params: TrainParams, checkpoint_dir: Path,
                    tboard_dir: Path, reports_dir: Path, progress_enabled: bool = True,
-                   devices: list[str] | None = None, flags: dict | None = None, limit: int | None = None,
+                   workers: Workers | None = None, flags: dict | None = None, limit: int | None = None,
                    corpus_tests: dict[str, tuple[list[Path], Path]] | None = None) -> dict:
     """Trains (resuming whatever is there), then writes ``reports/test_greedy.json`` and the greedy report of each
     of ``corpus_tests`` (name → its test CSVs and the report to write: each corpus's own test set); returns a
     summary.
 
-    ``limit`` keeps only the first (shortest) utterances of each split, for a quick trial run.
+    ``limit`` keeps only the first (shortest) utterances of each split, for a quick trial run. With several hosts
+    only the chief evaluates the test set and writes.
     """
+    workers = workers or Workers()
     train, rejected = read_csvs(train_csvs, alphabet)
     dev, rejected_dev = read_csvs(dev_csvs, alphabet)
     test, rejected_test = read_csvs(test_csvs, alphabet)
@@ -81,8 +85,9 @@ def train_and_test(train_csvs, dev_csvs, test_csvs, alphabet: Alphabet, params: 
         log.warning("skipping %s: %s", sample.path.name, why)
     log.info("%d train (%.2f h), %d dev, %d test utterances", len(train), sum(s.seconds for s in train) / 3600,
              len(dev), len(test))
+    _check_same_data(workers, train + dev)
     trainer = Trainer(train, dev, alphabet, params, checkpoint_dir, tboard_dir, reports_dir, progress_enabled,
-                      devices, flags)
+                      workers, flags)
     log.info("%s", trainer.restore())
     result = trainer.run()
     summary = {"epochs_run": result.epochs_run, "global_step": result.global_step,
@@ -91,7 +96,7 @@ def train_and_test(train_csvs, dev_csvs, test_csvs, alphabet: Alphabet, params: 
                "audio_hours_per_second": result.audio_hours_per_second,
                "skipped_utterances": len(rejected) + len(rejected_dev) + len(rejected_test)}
     best = result.best_checkpoint or latest_checkpoint(checkpoint_dir)
-    if trainer.chief and best is not None and test:
+    if workers.chief and best is not None and test:
         corpus_tests = corpus_tests or {}
         sets = {name: read_csvs(csvs, alphabet)[0][:limit] for name, (csvs, _) in corpus_tests.items()}
         reports = evaluate_checkpoint(best, {"": test, **{name: s for name, s in sets.items() if s}}, alphabet,
@@ -107,3 +112,15 @@ def train_and_test(train_csvs, dev_csvs, test_csvs, alphabet: Alphabet, params: 
             summary["corpus_tests"] = {name: {key: r[key] for key in ("utterances", "wer", "cer")}
                                        for name, r in reports.items()}
     return summary
+
+
+def _check_same_data(workers: Workers, samples: list[Sample]) -> None:
+    """Every host must train on what the chief trains on, or their plans of batches would differ."""
+    if not workers.several:
+        return
+    digest = hashlib.sha256("\n".join(f"{s.path.name}|{s.size}|{s.transcript}" for s in samples).encode()).hexdigest()
+    same = workers.from_chief(digest) == digest
+    if not workers.all_agree(same):
+        whose = "this host's" if not same else "another host's"
+        raise TrainingError(f"{workers.name}: {whose} train/dev data differ from the chief's: every host needs the "
+                            "same DATA_DIR content (or the same shared folder)")

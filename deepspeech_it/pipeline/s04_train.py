@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from deepspeech_it.config import ALPHABET_FILE, Config
@@ -10,6 +11,7 @@ from deepspeech_it.data import csvfile
 from deepspeech_it.data.corpora import corpus_test_csvs, training_csvs
 from deepspeech_it.model import features
 from deepspeech_it.model.checkpoint import CheckpointError
+from deepspeech_it.model.distribute import Workers, one_line_errors
 from deepspeech_it.model.trainer import TrainingError, TrainParams
 from deepspeech_it.model.training import train_and_test
 from deepspeech_it.pipeline.records import StageRecord, fingerprint
@@ -67,35 +69,44 @@ def check_data(splits: dict[str, list[Path]], config: Config) -> None:
 
 
 def train(config: Config) -> int:
+    # The cluster first: a host that stops before joining it would leave the others waiting for it.
+    with one_line_errors(config.tf_config), tempfile.TemporaryDirectory(prefix="features-") as private:
+        workers = Workers(config.tf_config)
+        code = _train(config, workers, Path(private))
+        workers.barrier()
+    return code
+
+
+def _train(config: Config, workers: Workers, private_folder: Path) -> int:
+    """Only the chief writes into DATA_DIR; another host caches features (if asked to) in PRIVATE_FOLDER."""
     layout = config.layout
-    layout.create()
+    if workers.chief:
+        layout.create()
     splits = csv_inputs(config)
     corpus_tests = corpus_test_csvs(config)
     params = training_params(config)
-    inputs = [p for paths in splits.values() for p in paths] + list(corpus_tests.values()) + [config.alphabet_path]
-    if params.transfer_checkpoint is not None:
-        source = Path(params.transfer_checkpoint)
-        if not source.is_dir():
-            raise StageError(f"TRANSFER_CHECKPOINT_DIR={source} is not a folder (TRANSFER_LEARNING=1)")
-        inputs += sorted(source.glob("*checkpoint")) + sorted(source.glob("*.index"))
-    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()}
-    recorded["fast_train"] = config.fast_train
-    recorded["augment"] = [a.text for a in params.augment]
-    fp = fingerprint(recorded, inputs)
+    if not workers.chief and params.feature_cache is not None:
+        params = replace(params, feature_cache=private_folder)
     record = StageRecord(layout.checkpoints, "train")
-    if record.is_current(fp):
+    fp = _fingerprint(config, params, splits, corpus_tests) if workers.chief else None
+    if workers.from_chief(workers.chief and record.is_current(fp)):
         print(f"stage 04: {layout.checkpoints} is up to date, skipped")
         return 0
     check_data({**splits, "corpus tests": list(corpus_tests.values())}, config)
-    record.mark_running(fp)
+    if workers.chief:
+        record.mark_running(fp)
     try:
         summary = train_and_test(
             splits["train"], splits["dev"], splits["test"], config.alphabet, params, layout.checkpoints,
-            layout.tboard_logs, layout.reports, progress_enabled=config.progress,
+            layout.tboard_logs, layout.reports, progress_enabled=config.progress, workers=workers,
             flags=deepspeech_flags(params, config), limit=config.batch_size if config.fast_train else None,
             corpus_tests={corpus: ([path], layout.corpus_test_report(corpus)) for corpus, path in corpus_tests.items()})
     except (CheckpointError, TrainingError) as problem:
         raise StageError(str(problem)) from None
+    if not workers.chief:
+        print(f"stage 04: {workers.name} done, {summary['epochs_run']} epoch(s) run, step {summary['global_step']}; "
+              "the chief writes the checkpoints and reports")
+        return 0
     outputs = [layout.checkpoints / "checkpoint", layout.checkpoints / "flags.json",
                layout.checkpoints / ALPHABET_FILE, layout.reports / "training_loss.png"]
     if "test_wer" in summary:
@@ -109,3 +120,17 @@ def train(config: Config) -> int:
         print(f"  {corpus} test: WER {result['wer']:.3f} CER {result['cer']:.3f} over {result['utterances']} "
               "utterances (greedy)")
     return 0
+
+
+def _fingerprint(config: Config, params: TrainParams, splits: dict[str, list[Path]],
+                 corpus_tests: dict[str, Path]) -> dict:
+    inputs = [p for paths in splits.values() for p in paths] + list(corpus_tests.values()) + [config.alphabet_path]
+    if params.transfer_checkpoint is not None:
+        source = Path(params.transfer_checkpoint)
+        if not source.is_dir():
+            raise StageError(f"TRANSFER_CHECKPOINT_DIR={source} is not a folder (TRANSFER_LEARNING=1)")
+        inputs += sorted(source.glob("*checkpoint")) + sorted(source.glob("*.index"))
+    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()}
+    recorded["fast_train"] = config.fast_train
+    recorded["augment"] = [a.text for a in params.augment]
+    return fingerprint(recorded, inputs)
