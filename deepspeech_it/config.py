@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.evaluate.grid import parse_evaluate_range
+from deepspeech_it.model.augment_spec import Augmentation, parse_augment
 from deepspeech_it.paths import ALPHABET_DIR
 
 
@@ -37,6 +38,8 @@ LM_REPORT_FILE = "lm_report.json"
 LM_COVERAGE_FIGURE = "lm_vocabulary_coverage.png"
 ALPHABET_FILE = "alphabet.txt"
 TFLITE_FILE = "output_graph.tflite"
+PB_FILE = "output_graph.pb"
+PBMM_FILE = "output_graph.pbmm"
 
 
 # ---- parsers: text -> value, ValueError says what is allowed ------------------------------------------------
@@ -158,6 +161,10 @@ def _prune(text: str) -> tuple[int, ...]:
     return values
 
 
+def _augment(text: str):
+    return parse_augment(text)
+
+
 def _evaluate_range(text: str):
     if not text:
         return ()
@@ -227,6 +234,8 @@ class Config:
     dev_files: tuple = var("", _existing_files(",", globs=False), "Extra dev CSVs, comma-separated")
     test_files: tuple = var("", _existing_files(",", globs=False), "Extra test CSVs, comma-separated")
     feature_cache: bool = var("0", _flag, "1 caches computed features under DATA_DIR/tmp")
+    augment: tuple = var("", _augment, "Training augmentations in DeepSpeech 0.9.3's --augment syntax, space-separated, "
+                         "e.g. 'reverb[p=0.3,delay=50:150] frequency_mask[n=1:3]'; empty: none")
     fast_train: bool = var("0", _flag, "1: a quick trial, one epoch on one batch of the shortest clips of each split")
     transfer_learning: bool = var("0", _flag, "1 starts from the checkpoint in TRANSFER_CHECKPOINT_DIR")
     transfer_checkpoint_dir: Path = var("/transfer-checkpoint", _path,
@@ -278,6 +287,8 @@ class Config:
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, Augmentation):
+        return value.text
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     return value

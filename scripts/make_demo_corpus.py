@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the demo's Common Voice-shaped Italian archive, its sha256 and the demo's language-model text into
-DEMO_DIR/sources, unless they are already there.
+"""Writes the demo's Common Voice-shaped Italian archive, its sha256, the demo's language-model text and the noise
+the overlay augmentation mixes in (DEMO_DIR/sources/noise: coloured noise and babble of training voices, listed in
+noise.csv) into DEMO_DIR/sources, unless they are already there.
 
 Dev and test are spoken by voices that never appear in train and use sentences train never has, so the demo's
 figures are measured on unseen voices and unseen sentences.
@@ -14,6 +15,7 @@ from pathlib import Path
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.textnorm import Normalizer
 from deepspeech_it.demo.sentences import demo_text
+from deepspeech_it.demo.noise import NOISE_CSV, write_noise_corpus
 from deepspeech_it.demo.synth import build_archive
 from deepspeech_it.paths import ALPHABET_DIR
 from deepspeech_it.util.atomic import atomic_path, write_text_atomic
@@ -33,11 +35,16 @@ SEED = 2024
 
 def main(sources: Path) -> None:
     archive, checksum, lm_text = sources / "it.tar.gz", sources / "it.tar.gz.sha256", sources / "lm_text.txt.gz"
+    normalizer = Normalizer(Alphabet.from_file(ALPHABET_DIR / "it.txt"))
+    sentences, lm_sentences = demo_text(normalizer, TRAIN_SENTENCES, PER_SPLIT["dev"], SEED)
+    noise_csv = sources / "noise" / NOISE_CSV
+    if not noise_csv.is_file():
+        # Babble from training voices and sentences only, so dev and test stay unheard.
+        write_noise_corpus(noise_csv.parent, sentences["train"], VOICES["train"], SEED)
+        print(f"noise for the overlay augmentation written: {noise_csv}")
     if archive.is_file() and checksum.is_file() and lm_text.is_file():
         print(f"demo corpus in {sources} already there")
         return
-    normalizer = Normalizer(Alphabet.from_file(ALPHABET_DIR / "it.txt"))
-    sentences, lm_sentences = demo_text(normalizer, TRAIN_SENTENCES, PER_SPLIT["dev"], SEED)
     print(f"speaking {sum(PER_SPLIT.values())} Italian clips with {sum(map(len, VOICES.values()))} voices ...")
     with atomic_path(archive) as temp:
         build_archive(temp, sentences=sentences, voices=VOICES, speeds=SPEEDS, per_split=PER_SPLIT, seed=SEED,

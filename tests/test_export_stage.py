@@ -8,9 +8,10 @@ import tarfile
 
 import numpy as np
 import pytest
+from tensorflow.core.framework import graph_pb2
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.export import graph as export
+from deepspeech_it.export import graph as export, memmapped, release
 from deepspeech_it.model import checkpoint
 from deepspeech_it.paths import PROJECT_ROOT
 
@@ -57,6 +58,39 @@ def test_export_writes_the_release(exported):
     assert check.returncode == 0, check.stdout + check.stderr
     with tarfile.open(models / "model_tflite_it.tar.xz") as archive:
         assert sorted(archive.getnames()) == ["MODEL_CARD.md", "alphabet.txt", "kenlm.scorer", "output_graph.tflite"]
+
+
+def test_export_releases_the_graphs_the_tensorflow_client_loaded(exported):
+    data_dir, _, _ = exported
+    models = data_dir / "models"
+    meta = json.loads((models / "metadata.json").read_text())
+    assert meta["loaded_by"] == {"output_graph.tflite": ["deepspeech-tflite 0.9.3", "stt 1.4.0"],
+                                 "output_graph.pb": ["deepspeech 0.9.3"], "output_graph.pbmm": ["deepspeech 0.9.3"]}
+    graphs = meta["tensorflow_graphs"]
+    assert "read into memory" in graphs["output_graph.pb"]["verified_with"]["deepspeech 0.9.3"]
+    assert "memory-mapped" in graphs["output_graph.pbmm"]["verified_with"]["deepspeech 0.9.3"]
+    assert graphs["output_graph.pb"]["inputs"]["previous_state_c"] == [1, N_HIDDEN]
+    frozen = graph_pb2.GraphDef.FromString((models / "output_graph.pb").read_bytes())
+    mapped, regions = memmapped.read_memmapped((models / "output_graph.pbmm").read_bytes())
+    assert [n.name for n in mapped.node] == [n.name for n in frozen.node]
+    assert len(regions) == graphs["output_graph.pbmm"]["memory_mapped_regions"] >= 1
+    card = (models / "MODEL_CARD.md").read_text()
+    assert "| `output_graph.pbmm` | deepspeech 0.9.3 |" in card and "| `output_graph.pb` | deepspeech 0.9.3 |" in card
+    with tarfile.open(models / "model_pbmm_it.tar.xz") as archive:
+        assert sorted(archive.getnames()) == ["MODEL_CARD.md", "alphabet.txt", "kenlm.scorer", "output_graph.pbmm"]
+    assert "model_pbmm_it.tar.xz" in (models / "SHA256SUMS").read_text()
+
+
+def test_model_card_names_a_graph_the_client_refused(exported):
+    data_dir, _, _ = exported
+    meta = json.loads((data_dir / "models" / "metadata.json").read_text())
+    meta["tensorflow_graphs"]["output_graph.pbmm"].update(released=False, verified_with={},
+                                                          note="not released: DS_CreateModel returned 0x3000")
+    meta["loaded_by"]["output_graph.pbmm"] = []
+    card = release.model_card(meta)
+    assert "| `output_graph.pbmm` | none: not released |" in card
+    assert "- `output_graph.pbmm`: not released: DS_CreateModel returned 0x3000" in card
+    assert "| `output_graph.pbmm` | the same network" not in card and "| `output_graph.pb` | the same" in card
 
 
 def test_checkpoint_archive_is_a_usable_checkpoint_dir(exported, tmp_path):

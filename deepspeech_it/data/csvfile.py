@@ -30,13 +30,15 @@ class CsvRow:
     written: str        # wav_filename as the CSV has it
 
 
-def read_rows(path: str | Path) -> list[CsvRow]:
-    """The rows of a DeepSpeech CSV; CsvError names the file when it cannot be read as one."""
+def read_rows(path: str | Path, labelled: bool = True) -> list[CsvRow]:
+    """The rows of a DeepSpeech CSV; CsvError names the file when it cannot be read as one. LABELLED=False reads
+    CSVs of clips without transcripts too (an overlay's noise list), with empty transcripts."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            missing = [name for name in REQUIRED_FIELDS if name not in (reader.fieldnames or ())]
+            required = REQUIRED_FIELDS if labelled else REQUIRED_FIELDS[:1]
+            missing = [name for name in required if name not in (reader.fieldnames or ())]
             if missing:
                 raise CsvError(f"{path}: not a DeepSpeech CSV (no column {', '.join(missing)})")
             return [_row(path, number, row) for number, row in enumerate(reader, start=2)]
@@ -45,7 +47,7 @@ def read_rows(path: str | Path) -> list[CsvRow]:
 
 
 def _row(path: Path, number: int, row: dict) -> CsvRow:
-    written, transcript, size = row["wav_filename"], row["transcript"], (row.get("wav_filesize") or "").strip()
+    written, transcript, size = row["wav_filename"], row.get("transcript", ""), (row.get("wav_filesize") or "").strip()
     if written is None or transcript is None:
         raise CsvError(f"{path}:{number}: fewer fields than the header names")
     try:

@@ -20,6 +20,8 @@ from pathlib import Path
 from deepspeech_it.config import SPLITS
 from deepspeech_it.util.progress import progress_iter
 
+# The release folder of every generated archive: it says what the corpus is, and the export names it from there.
+SYNTHETIC_RELEASE = "cv-corpus-synthetic-espeak-ng"
 NEW_COLUMNS = ("client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes", "age",
                "gender", "accents", "variant", "locale", "segment")
 OLD_COLUMNS = ("client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accent")
@@ -121,7 +123,7 @@ def hostile_utterances(voice: str) -> list[tuple[Utterance, str | None]]:
 
 def build_archive(target: Path, *, sentences: dict[str, list[str]] | None = None, voices: dict[str, list[str]] | None = None,
                   speeds: tuple[int, ...] = (150, 175), per_split: dict[str, int] | None = None, layout: str = "new",
-                  release: str = "cv-corpus-99.0-2099-01-01", hostile: bool = False, seed: int = 1, jobs: int = 2,
+                  release: str = SYNTHETIC_RELEASE, hostile: bool = False, seed: int = 1, jobs: int = 2,
                   show_progress: bool = False) -> Manifest:
     """Writes a Common Voice-shaped Italian archive (tar.gz) to TARGET and returns what it holds.
 

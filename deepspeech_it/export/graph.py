@@ -95,7 +95,8 @@ def random_weights(n_hidden: int, alphabet: Alphabet, seed: int = 0) -> dict[str
 # The graph
 
 
-def _dense(x, weights, name, relu=True):
+def dense(x, weights, name, relu=True):
+    """DeepSpeech's dense layer: x @ weights + bias, then ReLU clipped at RELU_CLIP unless RELU is false."""
     out = tf.nn.bias_add(tf.matmul(x, weights[f"{name}/weights"]), weights[f"{name}/bias"])
     if relu:
         out = tf.minimum(tf.nn.relu(out), RELU_CLIP)
@@ -137,9 +138,9 @@ def build_inference_graph(weights: Mapping[str, np.ndarray], alphabet: Alphabet,
         previous_h = tf1.placeholder(tf.float32, [1, n_cell], name="previous_state_h")
 
         x = tf.reshape(input_node, [N_STEPS, WINDOWED_INPUT])
-        x = _dense(x, w, "layer_1")
-        x = _dense(x, w, "layer_2")
-        x = _dense(x, w, "layer_3")
+        x = dense(x, w, "layer_1")
+        x = dense(x, w, "layer_2")
+        x = dense(x, w, "layer_3")
         # The input half of the LSTM kernel is applied to all steps at once; only the recurrent half is sequential.
         x_projection = tf.nn.bias_add(tf.matmul(x, input_kernel), w[LSTM_BIAS])
         c, h = previous_c, previous_h
@@ -148,8 +149,8 @@ def build_inference_graph(weights: Mapping[str, np.ndarray], alphabet: Alphabet,
             c, h = _lstm_step(step, c, h, recurrent_kernel)
             outputs.append(h)
         x = tf.concat(outputs, 0)
-        x = _dense(x, w, "layer_5")
-        x = _dense(x, w, "layer_6", relu=False)
+        x = dense(x, w, "layer_5")
+        x = dense(x, w, "layer_6", relu=False)
         logits = tf.nn.softmax(x, name="logits")      # the clients call these probabilities "logits"
         new_c = tf.identity(c, name="new_state_c")
         new_h = tf.identity(h, name="new_state_h")
@@ -211,7 +212,7 @@ class AcousticModel(tf.Module):
         batch, frames = tf.shape(x)[0], tf.shape(x)[1]
         x = tf.reshape(tf.transpose(x, [1, 0, 2]), [-1, WINDOWED_INPUT])   # time-major rows
         for layer in ("layer_1", "layer_2", "layer_3"):
-            x = _dense(x, w, layer)
+            x = dense(x, w, layer)
         kernel = w[LSTM_KERNEL]
         x_projection = tf.nn.bias_add(tf.matmul(x, kernel[:self.n_cell]), w[LSTM_BIAS])
         x_projection = tf.reshape(x_projection, [frames, batch, 4 * self.n_cell])
@@ -223,8 +224,8 @@ class AcousticModel(tf.Module):
 
         _, outputs = tf.scan(step, x_projection, initializer=(zeros, zeros))
         x = tf.reshape(outputs, [-1, self.n_cell])
-        x = _dense(x, w, "layer_5")
-        x = _dense(x, w, "layer_6", relu=False)
+        x = dense(x, w, "layer_5")
+        x = dense(x, w, "layer_6", relu=False)
         probabilities = tf.transpose(tf.reshape(tf.nn.softmax(x), [frames, batch, -1]), [1, 0, 2])
         return {"probabilities": probabilities, "frame_lengths": frame_lengths}
 

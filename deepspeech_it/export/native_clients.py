@@ -1,8 +1,10 @@
 """The real native clients, libdeepspeech.so 0.9.3 and libstt.so 1.4, driven through ctypes.
 
 They are the proof that our models are what DeepSpeech and Coqui STT users can run. The libraries come from the
-PyPI wheels ``deepspeech-tflite==0.9.3`` and ``stt==1.4.0`` (CPython 3.9 builds; only the C libraries inside are
-used, so any Python can load them). The wheels are downloaded once with pip into a cache folder.
+PyPI wheels ``deepspeech-tflite==0.9.3`` and ``stt==1.4.0`` (TFLite clients), and ``deepspeech==0.9.3`` (the
+TensorFlow client, which runs output_graph.pb/.pbmm); CPython 3.9 builds, but only the C libraries inside are used,
+so any Python can load them. The wheels are downloaded once with pip into a cache folder and checked against their
+pinned sha256.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.paths import PROJECT_ROOT
 from deepspeech_it.util.atomic import write_bytes_atomic
+from deepspeech_it.util.digest import sha256_of
 from deepspeech_it.util.errors import PipelineError
 
 
@@ -31,12 +34,18 @@ class ClientRelease:
     version: str
     prefix: str        # C API prefix
     libraries: tuple[str, ...]   # paths inside the wheel, in load order (dependencies first)
+    sha256: str        # of the wheel pip downloads (WHEEL_PYTHON, WHEEL_PLATFORMS)
 
 
-DEEPSPEECH = ClientRelease("deepspeech", "deepspeech-tflite", "0.9.3", "DS",
-                           ("deepspeech/lib/libdeepspeech.so",))
-STT = ClientRelease("stt", "stt", "1.4.0", "STT", ("stt/lib/libkenlm.so", "stt/lib/libstt.so"))
-RELEASES = (DEEPSPEECH, STT)
+DEEPSPEECH = ClientRelease("deepspeech", "deepspeech-tflite", "0.9.3", "DS", ("deepspeech/lib/libdeepspeech.so",),
+                           "46b76baf8ea9b5d43c2d8081b1c4a5aa5e45407016ac8365a0bc859072c4f748")
+STT = ClientRelease("stt", "stt", "1.4.0", "STT", ("stt/lib/libkenlm.so", "stt/lib/libstt.so"),
+                    "d1bde1d719b2685d7703cd31d4d641304407921daa108b7aca60a0b86baab096")
+RELEASES = (DEEPSPEECH, STT)           # the TFLite clients: every output_graph.tflite must load in both
+DEEPSPEECH_TENSORFLOW = ClientRelease("deepspeech-tensorflow", "deepspeech", "0.9.3", "DS",
+                                      ("deepspeech/lib/libdeepspeech.so",),
+                                      "e2e7295ba4997ab86b4fb1bd7a784319dfcdb508ce26638063515334c11fa05a")
+ALL_RELEASES = RELEASES + (DEEPSPEECH_TENSORFLOW,)
 
 # The wheels are tagged manylinux1 (DeepSpeech) and manylinux_2_24 (STT); pip accepts either tag for both.
 WHEEL_PLATFORMS = ("manylinux1_x86_64", "manylinux_2_24_x86_64")
@@ -44,6 +53,8 @@ WHEEL_PYTHON = "3.9"
 DEFAULT_CACHE = PROJECT_ROOT / ".cache" / "native-clients"
 # What both clients print when the scorer's dictionary cannot be memory-mapped because it was written unaligned.
 MAPPING_WARNING = "could not be honored"
+# What the TensorFlow client prints when it loads a model without memory-mapping it (any path without ".pbmm").
+READ_INTO_MEMORY_WARNING = "reading entire model file into memory"
 
 
 class NativeClientError(PipelineError, RuntimeError):
@@ -62,6 +73,10 @@ def fetch_libraries(release: ClientRelease, cache_dir: str | Path) -> list[Path]
     if all(p.exists() for p in paths):
         return paths
     wheel = _download_wheel(release, cache_dir)
+    digest = sha256_of(wheel)
+    if digest != release.sha256:
+        raise NativeClientError(f"{wheel} has sha256 {digest}, not the pinned {release.sha256} of "
+                                f"{release.package}=={release.version}; delete it to download it again")
     target.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as archive:
         for member, path in zip(release.libraries, paths):
@@ -255,9 +270,9 @@ def _int16_buffer(samples: np.ndarray):
 # --------------------------------------------------------------------------------------------------------------
 # Running a client in a child process
 #
-# Each client embeds its own TensorFlow Lite (r2.3 in libdeepspeech.so, 2.9 in libstt.so) and aborts on some
-# malformed models, so it runs in a process of its own: a crash is a reported failure, and the two runtimes never
-# share a process with each other or with TensorFlow.
+# Each client embeds its own runtime (TensorFlow Lite r2.3 or TensorFlow r2.3 in the two libdeepspeech.so, TFLite
+# 2.9 in libstt.so) and aborts on some malformed models, so it runs in a process of its own: a crash is a reported
+# failure, and the runtimes never share a process with each other or with TensorFlow.
 
 
 @dataclass(frozen=True)
@@ -269,6 +284,8 @@ class ClientRun:
     results: list[dict]        # per file: file, text, seconds (time in SpeechToText), audio_seconds; with
                                # metadata also confidence and timesteps (the frame of each character)
     stderr: str                # what the library printed (TensorFlow/DeepSpeech banners, scorer warnings)
+    load_seconds: float        # time in {prefix}_CreateModel
+    memory_kb: dict            # "before_load"/"after_load": VmRSS, RssAnon, RssFile, VmHWM of the client's process
 
 
 def run_client(release: ClientRelease, model_path: str | Path, files=(), *, scorer_path=None, beam_width=None,
@@ -296,7 +313,16 @@ def run_client(release: ClientRelease, model_path: str | Path, files=(), *, scor
         raise NativeClientError(f"{release.name}: {reason}; stderr: {done.stderr.strip()[-800:]}")
     report = json.loads(lines[-1])
     return ClientRun(release.name, report["version"], report["sample_rate"], report["beam_width"],
-                     report["results"], done.stderr)
+                     report["results"], done.stderr, report["load_seconds"], report["memory_kb"])
+
+
+MEMORY_FIELDS = ("VmRSS", "RssAnon", "RssFile", "VmHWM")
+
+
+def _memory_kb() -> dict[str, int]:
+    """This process's resident memory (kB) by kind: memory-mapped weights count as RssFile, copies as RssAnon."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {name: int(fields[name].split()[0]) for name in MEMORY_FIELDS if name in fields}
 
 
 def _child_main(argv: list[str]) -> int:
@@ -305,7 +331,7 @@ def _child_main(argv: list[str]) -> int:
     from deepspeech_it.data.audio import load_training_samples
 
     parser = argparse.ArgumentParser(prog="python -m deepspeech_it.export.native_clients")
-    parser.add_argument("client", choices=[r.name for r in RELEASES])
+    parser.add_argument("client", choices=[r.name for r in ALL_RELEASES])
     parser.add_argument("model")
     parser.add_argument("files", nargs="*")
     parser.add_argument("--scorer")
@@ -315,10 +341,14 @@ def _child_main(argv: list[str]) -> int:
     parser.add_argument("--metadata", action="store_true")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     args = parser.parse_intermixed_args(argv)
-    release = next(r for r in RELEASES if r.name == args.client)
+    release = next(r for r in ALL_RELEASES if r.name == args.client)
     try:
         library = NativeLibrary.load(release, args.cache_dir)
+        memory = {"before_load": _memory_kb()}
+        started = time.perf_counter()
         with library.create_model(args.model) as model:
+            load_seconds = time.perf_counter() - started
+            memory["after_load"] = _memory_kb()
             if args.beam_width is not None:
                 model.set_beam_width(args.beam_width)
             if args.scorer:
@@ -338,7 +368,8 @@ def _child_main(argv: list[str]) -> int:
                 results.append({"file": name, **result, "seconds": time.perf_counter() - started,
                                 "audio_seconds": samples.size / SAMPLE_RATE})
             print(json.dumps({"version": library.version(), "sample_rate": model.sample_rate,
-                              "beam_width": model.beam_width, "results": results}, ensure_ascii=False))
+                              "beam_width": model.beam_width, "results": results, "load_seconds": load_seconds,
+                              "memory_kb": memory}, ensure_ascii=False))
     except NativeClientError as problem:
         print(str(problem))
         return 1
@@ -359,16 +390,38 @@ def verify_model(model_path: str | Path, scorer_path: str | Path | None = None, 
     evidence = {}
     for release in RELEASES:
         run = run_client(release, model_path, scorer_path=scorer_path, cache_dir=cache_dir)
-        problems = []
-        if run.sample_rate != SAMPLE_RATE:
-            problems.append(f"sample rate {run.sample_rate}")
-        if run.beam_width != expected_beam_width:
-            problems.append(f"beam width {run.beam_width} instead of {expected_beam_width}")
-        if MAPPING_WARNING in run.stderr:
-            problems.append("scorer dictionary not memory-mappable: " + run.stderr.strip().splitlines()[-1])
-        if problems:
-            raise NativeClientError(f"{release.package} {release.version}: " + "; ".join(problems))
-        evidence[f"{release.package} {release.version}"] = (
-            f"{release.prefix}_CreateModel 0, {run.sample_rate} Hz, beam width {run.beam_width}"
-            + (", scorer accepted" if scorer_path else ""))
+        evidence[client_label(release)] = _checked(run, release, expected_beam_width, scorer_path, [])
     return evidence
+
+
+def verify_tensorflow_graph(graph_path: str | Path, scorer_path: str | Path | None = None, *,
+                            expected_beam_width: int, cache_dir: str | Path = DEFAULT_CACHE) -> dict[str, str]:
+    """Loads output_graph.pb or .pbmm (and the scorer) in the TensorFlow client; returns its line of evidence.
+
+    The client memory-maps exactly the paths that contain ".pbmm" and warns about the others; a .pbmm path that
+    still gets the warning was not mapped. Raises NativeClientError as verify_model does, and for that.
+    """
+    release = DEEPSPEECH_TENSORFLOW
+    run = run_client(release, graph_path, scorer_path=scorer_path, cache_dir=cache_dir)
+    mapped = READ_INTO_MEMORY_WARNING not in run.stderr
+    problems = [f"{Path(graph_path).name} was not memory-mapped"] if ".pbmm" in str(graph_path) and not mapped else []
+    line = _checked(run, release, expected_beam_width, scorer_path, problems)
+    return {client_label(release): line + (", memory-mapped" if mapped else ", read into memory")}
+
+
+def client_label(release: ClientRelease) -> str:
+    """How metadata.json and the model card name a client: its PyPI package and version."""
+    return f"{release.package} {release.version}"
+
+
+def _checked(run: ClientRun, release: ClientRelease, expected_beam_width: int, scorer_path, problems: list[str]) -> str:
+    if run.sample_rate != SAMPLE_RATE:
+        problems.append(f"sample rate {run.sample_rate}")
+    if run.beam_width != expected_beam_width:
+        problems.append(f"beam width {run.beam_width} instead of {expected_beam_width}")
+    if MAPPING_WARNING in run.stderr:
+        problems.append("scorer dictionary not memory-mappable: " + run.stderr.strip().splitlines()[-1])
+    if problems:
+        raise NativeClientError(f"{client_label(release)}: " + "; ".join(problems))
+    return (f"{release.prefix}_CreateModel 0, {run.sample_rate} Hz, beam width {run.beam_width}"
+            + (", scorer accepted" if scorer_path else ""))

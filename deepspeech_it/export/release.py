@@ -1,8 +1,9 @@
-"""Release packaging: model card, metadata.json, the three .tar.xz archives and their SHA256SUMS.
+"""Release packaging: model card, metadata.json, the .tar.xz archives and their SHA256SUMS.
 
 The archives follow what the Italian DeepSpeech project published: ``model_tflite_it.tar.xz`` (model, scorer,
 alphabet, card), ``checkpoint_it.tar.xz`` (best checkpoint with its state files, flags and alphabet; unpacked, the
-folder works as TRANSFER_CHECKPOINT_DIR or as DeepSpeech's --checkpoint_dir) and ``model_savedmodel_it.tar.xz``.
+folder works as TRANSFER_CHECKPOINT_DIR or as DeepSpeech's --checkpoint_dir) and ``model_savedmodel_it.tar.xz``;
+``model_pbmm_it.tar.xz`` (memory-mapped graph, scorer, alphabet, card) when the TensorFlow client loaded the .pbmm.
 Archives are reproducible: sorted members, fixed owner and time.
 """
 
@@ -17,6 +18,7 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Iterable
 
+from deepspeech_it.config import TFLITE_FILE
 from deepspeech_it.data.csvfile import read_rows
 from deepspeech_it.data.framing import BYTES_PER_SECOND, WAV_HEADER_BYTES
 from deepspeech_it.util.atomic import atomic_path, write_text_atomic
@@ -113,10 +115,18 @@ def write_sha256sums(path: Path, files: Iterable[Path]) -> dict[str, str]:
     return sums
 
 
+GRAPH_FILE_TEXT = {
+    ".pbmm": "the same network as a frozen TensorFlow graph, memory-mapped (TensorFlow's .pbmm format), float32; "
+             "for the TensorFlow build of DeepSpeech 0.9.3 (`deepspeech`, `deepspeech-gpu`)",
+    ".pb": "the same frozen TensorFlow graph as one protobuf, float32; the client reads it whole into memory",
+}
+
+
 def model_card(meta: dict) -> str:
     """MODEL_CARD.md from metadata.json's content."""
     test = meta.get("test") or {}
     training = meta.get("training") or {}
+    graphs = {name: report for name, report in meta["tensorflow_graphs"].items() if report["released"]}
     lines = [
         f"# {meta['name']}",
         "",
@@ -129,6 +139,7 @@ def model_card(meta: dict) -> str:
         "|---|---|",
         f"| `output_graph.tflite` | acoustic model and feature extraction, TFLite, "
         f"{'dynamic-range quantised' if meta['tflite']['quantized'] else 'float32'} |",
+        *(f"| `{name}` | {GRAPH_FILE_TEXT[Path(name).suffix]} |" for name in graphs),
         "| `kenlm.scorer` | language model and vocabulary (DeepSpeech scorer package) |",
         "| `alphabet.txt` | output characters, one per line (CTC blank after the last) |",
         "| `saved_model/` | TensorFlow SavedModel: batch of 16 kHz audio → per-frame probabilities |",
@@ -144,7 +155,7 @@ def model_card(meta: dict) -> str:
     for corpus in meta["data"]["corpora"]:
         splits = corpus["splits"]
         hours = [str(splits.get(split, {}).get("hours", "-")) for split in ("train", "dev", "test")]
-        lines.append(f"| {corpus['title']} | {corpus['licence']} | {splits.get('train', {}).get('clips', '-')} | "
+        lines.append(f"| {corpus['source']} | {corpus['licence']} | {splits.get('train', {}).get('clips', '-')} | "
                      + " | ".join(hours) + " |")
     if not meta["data"]["corpora"]:
         lines.append("| (the imported CSVs were not found) | | | | | |")
@@ -170,11 +181,21 @@ def model_card(meta: dict) -> str:
         lines += [f"| {name} | {r['utterances']} | {_percent(r['wer'])} | {_percent(r['cer'])} |"
                   for name, r in meta["data"]["corpus_tests"].items()]
     lines += ["", f"Decoder weights: lm_alpha = {meta['lm_alpha']}, lm_beta = {meta['lm_beta']} "
-              "(stored in the scorer).", "", "## Verified clients", ""]
-    for name, check in meta["verified_with"].items():
-        lines.append(f"- {name}: {check}")
+              "(stored in the scorer).", "", "## Verified clients", "",
+              "Each file was loaded with `kenlm.scorer` by the real client library of these packages:", "",
+              "| file | loaded by |", "|---|---|"]
+    lines += [f"| `{name}` | {', '.join(clients) or 'none: not released'} |" for name, clients in meta["loaded_by"].items()]
+    lines.append("")
+    evidence = {TFLITE_FILE: meta["verified_with"],
+                **{name: report["verified_with"] for name, report in meta["tensorflow_graphs"].items()}}
+    for file_name, clients in evidence.items():
+        lines += [f"- `{file_name}` in {name}: {check}" for name, check in clients.items()]
+    for name, report in meta["tensorflow_graphs"].items():
+        if not report["released"]:
+            lines.append(f"- `{name}`: {report['note']}")
     if not meta["verified_with"]:
-        lines.append("- none (the client libraries could not be fetched when this model was exported)")
+        lines.append(f"- `{TFLITE_FILE}`: not verified (the client libraries could not be fetched when this "
+                     "model was exported)")
     lines += ["", "## Versions", ""]
     lines += [f"- {name} {version}" for name, version in meta["versions"].items()]
     lines += ["", "## Licence", "", f"{meta['licence']}.", ""]

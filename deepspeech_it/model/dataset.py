@@ -16,6 +16,7 @@ import numpy as np
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.csvfile import read_rows
 from deepspeech_it.data.framing import SAMPLE_RATE, STEP_SAMPLES, WAV_HEADER_BYTES, WINDOW_SAMPLES
+from deepspeech_it.model.augment import Augmenter
 from deepspeech_it.model.features import N_INPUT, wav_bytes_to_mfcc
 from deepspeech_it.util.atomic import atomic_path
 from deepspeech_it.util.tf_runtime import tf
@@ -64,8 +65,7 @@ def read_csvs(paths, alphabet: Alphabet) -> tuple[list[Sample], list[tuple[Sampl
 def _unusable(sample: Sample, alphabet: Alphabet) -> str | None:
     if not alphabet.can_encode(sample.transcript):
         return "transcript empty or not in the alphabet"
-    text = sample.transcript
-    needed = len(text) + sum(1 for a, b in zip(text, text[1:]) if a == b)
+    needed = ctc_frames(sample.transcript)
     if sample.frames < needed:
         return f"{sample.frames} frames for {needed} CTC steps"
     return None
@@ -102,35 +102,64 @@ def _load_cached(path):
     return np.load(path.numpy().decode(), allow_pickle=False)
 
 
+def ctc_frames(transcript: str) -> int:
+    """Frames CTC needs for a transcript: one per label plus a blank between repeated labels."""
+    return len(transcript) + sum(1 for a, b in zip(transcript, transcript[1:]) if a == b)
+
+
 def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphabet, batch_size: int,
-                 skip_batches: int = 0, cache_dir: Path | None = None) -> tf.data.Dataset:
+                 skip_batches: int = 0, cache_dir: Path | None = None, augmenter: Augmenter | None = None,
+                 epoch: int = 0, epochs: int = 1) -> tf.data.Dataset:
     """Batches ``(mfcc [B, T, 26], mfcc_len [B], labels [B, L], label_len [B], seconds [B])`` in plan order;
-    ``seconds`` is the audio duration estimated from the file size (for throughput figures)."""
+    ``seconds`` is the audio duration estimated from the file size (for throughput figures).
+
+    With an AUGMENTER (training batches only) each clip is augmented at clock (EPOCH + position / clips) / EPOCHS.
+    Features of clips that an audio-domain augmentation changes are computed afresh every time and never taken
+    from or written to CACHE_DIR; with features-domain augmentations alone the cache holds the clean features and
+    the augmentations apply after it.
+    """
     order = np.concatenate(plan) if plan else np.zeros(0, np.int64)
-    order = order[skip_batches * batch_size:] if skip_batches else order
+    positions = np.arange(len(order))
+    if skip_batches:
+        order, positions = order[skip_batches * batch_size:], positions[skip_batches * batch_size:]
     chosen = [samples[i] for i in order]
     encoded = [alphabet.encode(s.transcript) for s in chosen]
     labels = tf.RaggedTensor.from_row_lengths(np.asarray([i for e in encoded for i in e], np.int32),
                                               np.asarray([len(e) for e in encoded], np.int64))
     paths = [str(s.path) for s in chosen]
+    augmenter = augmenter or None          # no augmentations: the plain pipeline
+    if augmenter is not None and augmenter.needs_audio:
+        cache_dir = None
     if cache_dir is None:
         caches, cached = [""] * len(chosen), [False] * len(chosen)
     else:
         files = [cache_file(cache_dir, s.path) for s in chosen]
         caches, cached = [str(f) for f in files], [f.exists() for f in files]
     seconds = tf.constant([s.seconds for s in chosen], tf.float32)
+    clocks = (epoch + positions / max(sum(len(b) for b in plan), 1)) / max(epochs, 1)
+    seeds = augmenter.clip_seeds(epoch, order) if augmenter else np.zeros((len(chosen), 2), np.int64)
+    needed = np.asarray([ctc_frames(s.transcript) for s in chosen], np.int32)
     data = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels, seconds,
-                                               tf.constant(caches, tf.string), tf.constant(cached, tf.bool)))
+                                               tf.constant(caches, tf.string), tf.constant(cached, tf.bool),
+                                               tf.constant(clocks, tf.float32), tf.constant(seeds, tf.int64),
+                                               tf.constant(needed, tf.int32)))
 
-    def load(path, label, duration, cache, is_cached):
+    def load(path, label, duration, cache, is_cached, clock, seed, min_frames):
+        def compute():
+            if augmenter is None or cache_dir is not None:
+                return wav_bytes_to_mfcc(tf.io.read_file(path))
+            audio, rate = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=1)
+            return augmenter.audio_to_features(audio[:, 0], rate, clock, seed, min_frames)
+
         if cache_dir is None:
-            mfcc = wav_bytes_to_mfcc(tf.io.read_file(path))
+            mfcc = compute()
         else:
             mfcc = tf.cond(is_cached,
                            lambda: tf.py_function(_load_cached, [cache], tf.float32),
-                           lambda: tf.py_function(_store_features, [cache, wav_bytes_to_mfcc(tf.io.read_file(path))],
-                                                  tf.float32))
+                           lambda: tf.py_function(_store_features, [cache, compute()], tf.float32))
             mfcc = tf.reshape(mfcc, [-1, N_INPUT])
+            if augmenter is not None:
+                mfcc = augmenter.features(mfcc, clock, seed, min_frames)
         return mfcc, tf.shape(mfcc)[0], label, tf.shape(label)[0], duration
 
     return (data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -22,15 +22,24 @@ def pcm16_to_float(samples: tf.Tensor) -> tf.Tensor:
     return tf.cast(samples, tf.float32) * PCM_SCALE
 
 
-def audio_to_mfcc(samples: tf.Tensor, sample_rate: int | tf.Tensor = SAMPLE_RATE) -> tf.Tensor:
-    """float32 mono samples [N] -> MFCC [T, 26] with T = 1 + (N - 512) // 320 (0 when shorter than a window)."""
+def power_spectrogram(samples: tf.Tensor) -> tf.Tensor:
+    """float32 mono samples [N] or [N, 1] -> power spectrogram [1, T, 257] (DeepSpeech's spectrogram domain)."""
     audio = tf.reshape(tf.cast(samples, tf.float32), [-1, 1])
-    spectrogram = tf.raw_ops.AudioSpectrogram(input=audio, window_size=WINDOW_SAMPLES, stride=STEP_SAMPLES,
-                                              magnitude_squared=True)
+    return tf.raw_ops.AudioSpectrogram(input=audio, window_size=WINDOW_SAMPLES, stride=STEP_SAMPLES,
+                                       magnitude_squared=True)
+
+
+def spectrogram_to_mfcc(spectrogram: tf.Tensor, sample_rate: int | tf.Tensor = SAMPLE_RATE) -> tf.Tensor:
+    """Power spectrogram [1, T, 257] -> MFCC [T, 26]."""
     mfcc = tf.raw_ops.Mfcc(spectrogram=spectrogram, sample_rate=tf.cast(sample_rate, tf.int32),
                            upper_frequency_limit=UPPER_FREQUENCY_LIMIT, lower_frequency_limit=20.0,
                            filterbank_channel_count=40, dct_coefficient_count=N_INPUT)
     return tf.reshape(mfcc, [-1, N_INPUT])
+
+
+def audio_to_mfcc(samples: tf.Tensor, sample_rate: int | tf.Tensor = SAMPLE_RATE) -> tf.Tensor:
+    """float32 mono samples [N] -> MFCC [T, 26] with T = 1 + (N - 512) // 320 (0 when shorter than a window)."""
+    return spectrogram_to_mfcc(power_spectrogram(samples), sample_rate)
 
 
 def wav_bytes_to_mfcc(wav_bytes: tf.Tensor) -> tf.Tensor:

@@ -25,6 +25,7 @@ from deepspeech_it.model.checkpoint import (
     training_tensors,
     write_companions,
 )
+from deepspeech_it.model.augment import Augmenter
 from deepspeech_it.model.dataset import Sample, batch_plan, make_dataset
 from deepspeech_it.model.network import build_model, keras_policy, on_gpu
 from deepspeech_it.model.steps import Steps, choose_strategy, inner_optimizer, is_chief, make_optimizer
@@ -62,6 +63,7 @@ class TrainParams:
     transfer_checkpoint: Path | None = None     # set: start from it (unless our own checkpoint exists)
     drop_source_layers: int = 1
     feature_cache: Path | None = None           # set: MFCC cached in this folder
+    augment: tuple = ()                         # AUGMENT's augmentations (training batches only)
 
 
 @dataclass
@@ -116,6 +118,7 @@ class Trainer:
                                      dtype_policy=policy, seed=params.random_seed)
             self.optimizer = make_optimizer(params.learning_rate, float16=policy == "mixed_float16")
             self.optimizer.build(self.model.trainable_variables)
+        self.augmenter = Augmenter(params.augment, params.random_seed)
         self.global_step = 0
         self.progress = Progress()
         self.steps: Steps | None = None
@@ -160,9 +163,12 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------------------------------------
 
-    def _distributed(self, samples, plan, skip=0):
+    def _distributed(self, samples, plan, skip=0, epoch=None):
+        """Batches of SAMPLES; given the EPOCH, they are training batches and augmented."""
+        augmenter = self.augmenter if epoch is not None else None
         data = make_dataset(samples, plan, self.alphabet, self.params.batch_size, skip_batches=skip,
-                            cache_dir=self.params.feature_cache)
+                            cache_dir=self.params.feature_cache, augmenter=augmenter, epoch=epoch or 0,
+                            epochs=self.params.epochs)
         # Workers of a multi-host run split each global batch (the input is a list of paths, not sharded files).
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -199,7 +205,7 @@ class Trainer:
             bar.start(init=False)
             bar.update(self.progress.batch)
             epoch_started = time.monotonic()
-            for batch in self._distributed(self.train_samples, plan, skip=self.progress.batch):
+            for batch in self._distributed(self.train_samples, plan, skip=self.progress.batch, epoch=epoch):
                 batch_loss, utterances, seconds = self.steps.train(batch)
                 self.global_step += 1
                 self.progress.batch += 1

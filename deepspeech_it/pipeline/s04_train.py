@@ -31,7 +31,8 @@ def training_params(config: Config) -> TrainParams:
         checkpoint_secs=config.checkpoint_secs,
         transfer_checkpoint=config.transfer_checkpoint_dir if config.transfer_learning else None,
         drop_source_layers=config.drop_source_layers,
-        feature_cache=layout.tmp / "feature_cache" if config.feature_cache else None)
+        feature_cache=layout.tmp / "feature_cache" if config.feature_cache else None,
+        augment=config.augment)
 
 
 def deepspeech_flags(params: TrainParams, config: Config) -> dict:
@@ -46,6 +47,7 @@ def deepspeech_flags(params: TrainParams, config: Config) -> dict:
         "drop_source_layers": params.drop_source_layers if params.transfer_checkpoint else 0,
         "alphabet_config_path": ALPHABET_FILE, "audio_sample_rate": features.SAMPLE_RATE,
         "feature_win_len": 32, "feature_win_step": 20, "n_steps": 16,
+        "augment": [a.text for a in params.augment],
         "project_variables": config.as_dict(),
     }
 
@@ -78,6 +80,7 @@ def train(config: Config) -> int:
         inputs += sorted(source.glob("*checkpoint")) + sorted(source.glob("*.index"))
     recorded = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(params).items()}
     recorded["fast_train"] = config.fast_train
+    recorded["augment"] = [a.text for a in params.augment]
     fp = fingerprint(recorded, inputs)
     record = StageRecord(layout.checkpoints, "train")
     if record.is_current(fp):

@@ -1,4 +1,5 @@
-"""Stage 06 as the pipeline runs it: TFLite and SavedModel export, proof in the real clients, release archives."""
+"""Stage 06 as the pipeline runs it: TFLite, frozen TensorFlow graph (.pb, .pbmm) and SavedModel export, proof in
+the real clients, release archives."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import shutil
 import time
 from pathlib import Path
 
-from deepspeech_it.config import ALPHABET_FILE, IMPORT_REPORT_FILE, SCORER_FILE, SPLITS, TFLITE_FILE, Config
+from deepspeech_it.config import (ALPHABET_FILE, IMPORT_REPORT_FILE, PB_FILE, PBMM_FILE, SCORER_FILE, SPLITS,
+                                  TFLITE_FILE, Config)
 from deepspeech_it.data.corpora import CATALOGUE
-from deepspeech_it.export import graph, native_clients, release
+from deepspeech_it.demo.synth import SYNTHETIC_RELEASE
+from deepspeech_it.export import frozen_graph, graph, memmapped, native_clients, release
 from deepspeech_it.lm.scorer import read_scorer
 from deepspeech_it.model import checkpoint
 from deepspeech_it.pipeline.records import StageRecord, fingerprint
@@ -22,6 +25,7 @@ TRAINING_FLAGS = ("n_hidden", "epochs", "batch_size", "learning_rate", "dropout"
                   "english_compatible", "amp")
 VERSIONED_PACKAGES = ("tensorflow", "numpy", "ai-edge-litert", "kenlm", "soundfile", "soxr")
 ARCHIVES = ("model_tflite_it.tar.xz", "checkpoint_it.tar.xz", "model_savedmodel_it.tar.xz")
+PBMM_ARCHIVE = "model_pbmm_it.tar.xz"      # for the TensorFlow client; only when the .pbmm loaded in it
 
 
 def export(config: Config) -> int:
@@ -41,8 +45,8 @@ def export(config: Config) -> int:
     params = {name: config.as_dict()[name] for name in ("BEAM_WIDTH", "EXPORT_QUANTIZE", "MODEL_LANGUAGE",
                                                           "ENGLISH_COMPATIBLE")}
     record = StageRecord(models, "export")
-    fp = fingerprint(params, checkpoint_files + companions + reports + [scorer, config.alphabet_path,
-                                                                        Path(graph.__file__)])
+    code = [Path(module.__file__) for module in (graph, frozen_graph, memmapped)]
+    fp = fingerprint(params, checkpoint_files + companions + reports + [scorer, config.alphabet_path] + code)
     if record.is_current(fp):
         print(f"stage 06: {models} is up to date, skipped")
         return 0
@@ -56,6 +60,14 @@ def export(config: Config) -> int:
                                                      scorer, layout.tmp)
     write_bytes_atomic(models / TFLITE_FILE, tflite)
     print(f"  output_graph.tflite: {len(tflite) / 1e6:.1f} MB, {'quantised' if quantized else 'float'}; {note}")
+    tensorflow = build_tensorflow_graphs(weights, alphabet, config.beam_width, config.model_language, scorer,
+                                         layout.tmp)
+    for name, (data, report) in tensorflow.items():
+        if data is None:
+            (models / name).unlink(missing_ok=True)       # never leave a file of an earlier export behind
+        else:
+            write_bytes_atomic(models / name, data)
+        print(f"  {name}: {report['note']}")
     with atomic_path(models / "saved_model", directory=True) as temp:
         graph.save_saved_model(weights, alphabet, temp)
     with atomic_path(models / SCORER_FILE) as temp:
@@ -83,17 +95,29 @@ def export(config: Config) -> int:
                                    graph.Geometry.of(weights, alphabet).n_hidden),
         "test": test,
         "verified_with": verified,
+        "tensorflow_graphs": {name: report for name, (_, report) in tensorflow.items()},
+        "loaded_by": {TFLITE_FILE: sorted(verified),
+                      **{name: sorted(report["verified_with"]) for name, (_, report) in tensorflow.items()}},
         "versions": release.package_versions(VERSIONED_PACKAGES),
     }
     release.write_metadata(models, meta)
     print("  writing release archives")
     write_archives(models, prefix, checkpoint_files, companions, config.alphabet_path, config.progress)
-    sums = release.write_sha256sums(models / "SHA256SUMS", [models / name for name in ARCHIVES])
+    archives = list(ARCHIVES)
+    if tensorflow[PBMM_FILE][0] is not None:
+        release.write_tar_xz(models / PBMM_ARCHIVE, [release.ArchiveMember(name, models / name) for name in
+                                                     (PBMM_FILE, SCORER_FILE, ALPHABET_FILE, "MODEL_CARD.md")],
+                             config.progress)
+        archives.append(PBMM_ARCHIVE)
+    else:
+        (models / PBMM_ARCHIVE).unlink(missing_ok=True)
+    sums = release.write_sha256sums(models / "SHA256SUMS", [models / name for name in archives])
     for name, digest in sums.items():
         print(f"  {digest}  {name}")
-    outputs = [models / n for n in (TFLITE_FILE, "saved_model", SCORER_FILE, ALPHABET_FILE,
-                                    "metadata.json", "MODEL_CARD.md", "SHA256SUMS") + ARCHIVES]
-    record.mark_done(fp, outputs=outputs, summary={"quantized": quantized, "verified_with": verified,
+    released = [name for name, (data, _) in tensorflow.items() if data is not None]
+    outputs = [models / n for n in [TFLITE_FILE, "saved_model", SCORER_FILE, ALPHABET_FILE, "metadata.json",
+                                    "MODEL_CARD.md", "SHA256SUMS"] + released + archives]
+    record.mark_done(fp, outputs=outputs, summary={"quantized": quantized, "loaded_by": meta["loaded_by"],
                                                    "seconds": round(time.monotonic() - started, 1)})
     print(f"stage 06 done in {time.monotonic() - started:.0f} s")
     return 0
@@ -123,6 +147,8 @@ def corpus_source(import_report: Path, archive: Path) -> str:
     if import_report.exists():
         source = Path(json.loads(import_report.read_text()).get("source", ""))
         release_dirs = [part for part in source.parts if part.startswith("cv-corpus")]
+        if release_dirs and release_dirs[-1] == SYNTHETIC_RELEASE:
+            return "a synthetic Italian corpus spoken by espeak-ng in Common Voice's shape (the project's demo data)"
         if release_dirs:
             return f"Common Voice {release_dirs[-1]}"
     return f"Common Voice ({archive.name})"
@@ -159,6 +185,29 @@ def build_tflite(weights, alphabet, beam_width: int, quantize: bool, scorer: Pat
         note = "loaded by both clients" if not refusals else "; ".join(refusals) + "; float model released"
         return model, quantized, verified, note
     raise StageError("; ".join(refusals))
+
+
+def build_tensorflow_graphs(weights, alphabet, beam_width: int, language: str, scorer: Path,
+                            tmp_dir: Path) -> dict[str, tuple[bytes | None, dict]]:
+    """output_graph.pb and .pbmm, each with its report; a file's bytes are None unless the TensorFlow client loaded
+    it with the scorer (and memory-mapped the .pbmm), so only what a client loaded is released."""
+    graph_def = frozen_graph.build_frozen_graph(weights, alphabet, beam_width, language)
+    package = memmapped.to_memmapped(graph_def)
+    details = {PB_FILE: frozen_graph.describe_graph(graph_def),
+               PBMM_FILE: {"memory_mapped_regions": len(memmapped.read_directory(package)) - 1}}
+    results = {}
+    for name, data in ((PB_FILE, graph_def.SerializeToString()), (PBMM_FILE, package)):
+        # The candidate keeps the file's name: the client memory-maps exactly the paths that contain ".pbmm".
+        with atomic_path(tmp_dir / "candidate" / name) as candidate:
+            candidate.write_bytes(data)
+            try:
+                verified = native_clients.verify_tensorflow_graph(candidate, scorer, expected_beam_width=beam_width)
+                note = f"{len(data) / 1e6:.1f} MB, loaded by " + ", ".join(verified)
+            except native_clients.NativeClientError as problem:
+                data, verified, note = None, {}, f"not released: {problem}"
+        results[name] = (data, {**details[name], "released": data is not None, "verified_with": verified,
+                                "note": note})
+    return results
 
 
 def write_archives(models: Path, prefix: Path, checkpoint_files: list[Path], companions: list[Path],
