@@ -191,11 +191,12 @@ def test_model_card_lists_each_corpus_with_its_licence_and_hours():
 
     meta = {"name": "m", "language": "it", "licence": "MPL-2.0", "tflite": {"quantized": True}, "lm_alpha": 1,
             "lm_beta": 1, "beam_width": 8, "verified_with": {}, "versions": {}, "training": {}, "test": None,
+            "tensorflow_graphs": {}, "loaded_by": {},
             "data": {"source": "Common Voice x, VoxForge, Italian", "evaluation": "dev and test sets of Common Voice",
-                     "corpora": [{"title": "Common Voice x", "licence": "CC0 1.0",
+                     "corpora": [{"source": "Common Voice x", "licence": "CC0 1.0",
                                   "splits": {"train": {"clips": 5, "hours": 0.5}, "dev": {"clips": 1, "hours": 0.1},
                                              "test": {"clips": 1, "hours": 0.2}}},
-                                 {"title": "VoxForge, Italian", "licence": "GPL",
+                                 {"source": "VoxForge, Italian", "licence": "GPL",
                                   "splits": {"train": {"clips": 3, "hours": 0.3}}}],
                      "corpus_tests": {"voxforge": {"utterances": 2, "wer": 0.5, "cer": 0.25}}}}
     card = model_card(meta)

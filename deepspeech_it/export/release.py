@@ -155,7 +155,7 @@ def model_card(meta: dict) -> str:
     for corpus in meta["data"]["corpora"]:
         splits = corpus["splits"]
         hours = [str(splits.get(split, {}).get("hours", "-")) for split in ("train", "dev", "test")]
-        lines.append(f"| {corpus['title']} | {corpus['licence']} | {splits.get('train', {}).get('clips', '-')} | "
+        lines.append(f"| {corpus['source']} | {corpus['licence']} | {splits.get('train', {}).get('clips', '-')} | "
                      + " | ".join(hours) + " |")
     if not meta["data"]["corpora"]:
         lines.append("| (the imported CSVs were not found) | | | | | |")
