@@ -8,7 +8,7 @@
 #
 #   scripts/build_kenlm.sh PREFIX          e.g. scripts/build_kenlm.sh tools/kenlm
 #
-# Needs: a Python with pip and setuptools (PYTHON, default python3), cmake, a C++ compiler, and Debian's
+# Needs: a Python with pip (PYTHON, default python3), cmake, a C++ compiler, and Debian's
 # libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev
 # zlib1g-dev libbz2-dev liblzma-dev. KenLM is built once per version; the decoder again whenever its source
 # changes.
@@ -71,8 +71,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/build-kenlm.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 echo "Downloading the kenlm $KENLM_VERSION source distribution"
-# pip reads an sdist's metadata before saving it. Without build isolation it does so with this Python's setuptools
-# instead of installing the sdist's build requirements (cmake among them) first: nothing is built here.
 "$python" -m pip download --quiet --no-deps --no-binary kenlm --no-build-isolation --dest "$work" "kenlm==$KENLM_VERSION"
 archive="$work/kenlm-$KENLM_VERSION.tar.gz"
 echo "$KENLM_SHA256  $archive" | sha256sum --check --quiet -

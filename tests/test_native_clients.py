@@ -1,6 +1,7 @@
 """Proof that DeepSpeech 0.9.3 and Coqui STT 1.4 run our models: the real libraries, through ctypes.
 
-The wheels ``deepspeech-tflite==0.9.3`` and ``stt==1.4.0`` are downloaded once into ``.cache/native-clients``.
+The libraries of the wheels ``deepspeech-tflite==0.9.3`` and ``stt==1.4.0`` are installed by `make setup` into
+``tools/native-clients``.
 Each client runs in a child process (``deepspeech_it.export.native_clients.run_client``).
 """
 
