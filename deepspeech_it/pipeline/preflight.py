@@ -10,6 +10,7 @@ import importlib.util
 import os
 import re
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,22 +65,54 @@ class Finding:
 class Digests:
     sha256: str
     sha1: str
+    damage: str | None = None    # what decompressing the gzip stream found wrong, None when it is whole
+
+
+class GzipCheck:
+    """Decompresses a gzip stream block by block and throws the output away: a truncated or damaged archive shows
+    in the pass that checksums it, before stage 02 has unpacked gigabytes of it. A checksum that vouches for a
+    file does not say the download was complete."""
+
+    def __init__(self) -> None:
+        self._inflater = zlib.decompressobj(wbits=31)
+        self.damage: str | None = None
+
+    def feed(self, block: bytes) -> None:
+        while block and self.damage is None:
+            try:
+                self._inflater.decompress(block, 1 << 24)
+            except zlib.error as problem:
+                self.damage = f"damaged ({problem})"
+                return
+            block = self._inflater.unconsumed_tail
+            if self._inflater.eof and self._inflater.unused_data:     # the next member of a multi-member file
+                block, self._inflater = self._inflater.unused_data, zlib.decompressobj(wbits=31)
+
+    def result(self) -> str | None:
+        if self.damage is None and not self._inflater.eof:
+            return "truncated: its gzip stream ends early"
+        return self.damage
 
 
 def archive_digests(path: Path, show_progress: bool) -> Digests:
-    """sha256 and sha1 of PATH in one streamed pass."""
+    """sha256 and sha1 of PATH in one streamed pass, and for a gzip file whether its stream is whole."""
     sha256, sha1 = hashlib.sha256(), hashlib.sha1()
+    gzip_check = None
     bar = progress_bar(path.stat().st_size, "checksum", show_progress)
     bar.start()
     done = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(4 << 20), b""):
+            if done == 0 and block.startswith(b"\x1f\x8b"):
+                gzip_check = GzipCheck()
             sha256.update(block)
             sha1.update(block)
+            if gzip_check:
+                gzip_check.feed(block)
             done += len(block)
             bar.update(done)
     bar.finish()
-    return Digests(sha256.hexdigest(), sha1.hexdigest())
+    return Digests(sha256.hexdigest(), sha1.hexdigest(), gzip_check.result() if gzip_check else None)
 
 
 def identify_archive(digests: Digests, expected_sha256: str, expected_sha1: str) -> Finding:
