@@ -25,6 +25,7 @@ from deepspeech_it.demo.synth import build_archive
 from deepspeech_it.export import graph
 from deepspeech_it.export.transcribe import command_line
 from deepspeech_it.model.checkpoint import TRAIN_STATE_FILE, write_bundle, write_state_file
+from deepspeech_it.pipeline.s01_check_sources import check_sources
 from deepspeech_it.pipeline.s02_import_cv import import_cv
 from deepspeech_it.pipeline.s03_build_lm import build_lm
 from deepspeech_it.pipeline.s04_train import train
@@ -165,7 +166,9 @@ ARCHIVE_DAMAGE = {
     "dev.tsv missing": lambda a: _rebuilt(a, lambda n, d: None if n.endswith("/dev.tsv") else d),
 }
 ARCHIVE_CASES = [
+    ("truncated to half", "01_check_sources.py", 1, "is truncated"),
     ("truncated to half", "02_import_cv.py", 1, "is truncated"),
+    ("gzip trailer (CRC) wrong", "01_check_sources.py", 1, "incorrect data check"),
     ("a text file", "01_check_sources.py", 1, "is not a tar archive"),
     ("empty", "01_check_sources.py", 1, "is not a tar archive"),
     ("a text file", "02_import_cv.py", 1, "is not a tar archive"),
@@ -194,16 +197,23 @@ def _damaged_archive(tmp_path: Path, small_archive: bytes, damage: str) -> dict[
 
 
 @pytest.mark.parametrize("damage,script,code,fragment", ARCHIVE_CASES)
-def test_damaged_archive_is_one_line_naming_it(tmp_path, small_archive, damage, script, code, fragment):
+def test_damaged_archive_is_one_line_naming_it(tmp_path, capsys, small_archive, damage, script, code, fragment):
     variables = _damaged_archive(tmp_path, small_archive, damage)
     if script == "02_import_cv.py":
         line = stage_fails(import_cv, tmp_path / "data", fragment, **variables)
         assert variables["CV_ARCHIVE"] in line or ".tsv" in line
         return
-    result = run_script(script, tmp_path / "data", **variables)
-    assert "Traceback" not in result.stderr and result.returncode == code, result.stdout + result.stderr
-    [line] = [line for line in result.stdout.splitlines() if fragment in line]
+    assert check_sources(load_config(stage_env(tmp_path / "data", **variables))) == code
+    [line] = [line for line in capsys.readouterr().out.splitlines() if fragment in line]
     assert variables["CV_ARCHIVE"] in line and line.startswith("[ERROR  ]")
+
+
+def test_stage_01_script_finds_a_truncated_archive_a_checksum_vouches_for(tmp_path, small_archive):
+    result = run_script("01_check_sources.py", tmp_path / "data", **_damaged_archive(tmp_path, small_archive,
+                                                                                     "truncated to half"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len([line for line in result.stdout.splitlines() if line.startswith("[ERROR  ]")]) == 1
+    assert "is truncated: its gzip stream ends early" in result.stdout
 
 
 def test_stage_02_script_prints_the_archive_damage_as_one_line(tmp_path, small_archive):

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import re
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,27 +66,65 @@ class Finding:
 class Digests:
     sha256: str
     sha1: str
+    damage: str | None = None    # what decompressing the gzip stream found wrong, None when it is whole
+
+
+class GzipCheck:
+    """Decompresses a gzip stream block by block and throws the output away: a truncated or damaged archive shows
+    in the pass that checksums it, before stage 02 has unpacked gigabytes of it. A checksum that vouches for a
+    file does not say the download was complete."""
+
+    def __init__(self) -> None:
+        self._inflater = zlib.decompressobj(wbits=31)
+        self.damage: str | None = None
+
+    def feed(self, block: bytes) -> None:
+        while block and self.damage is None:
+            try:
+                self._inflater.decompress(block, 1 << 24)
+            except zlib.error as problem:
+                self.damage = f"damaged ({problem})"
+                return
+            block = self._inflater.unconsumed_tail
+            if self._inflater.eof and self._inflater.unused_data:     # the next member of a multi-member file
+                block, self._inflater = self._inflater.unused_data, zlib.decompressobj(wbits=31)
+
+    def result(self) -> str | None:
+        if self.damage is None and not self._inflater.eof:
+            return "truncated: its gzip stream ends early"
+        return self.damage
 
 
 def archive_digests(path: Path, show_progress: bool) -> Digests:
-    """sha256 and sha1 of PATH in one streamed pass."""
-    return Digests(**hash_file(path, ("sha256", "sha1"), show_progress))
+    """sha256 and sha1 of PATH in one streamed pass, and for a gzip file whether its stream is whole."""
+    digests, damage = _stream(path, ("sha256", "sha1"), show_progress, check_gzip=True)
+    return Digests(digests["sha256"], digests["sha1"], damage)
 
 
 def hash_file(path: Path, algorithms: tuple[str, ...], show_progress: bool) -> dict[str, str]:
     """The ALGORITHMS' hex digests of PATH (hashlib names), in one streamed pass."""
+    return _stream(path, algorithms, show_progress, check_gzip=False)[0]
+
+
+def _stream(path: Path, algorithms: tuple[str, ...], show_progress: bool,
+            check_gzip: bool) -> tuple[dict[str, str], str | None]:
     hashes = {name: hashlib.new(name) for name in algorithms}
+    gzip_check = None
     bar = progress_bar(path.stat().st_size, "checksum", show_progress)
     bar.start()
     done = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(4 << 20), b""):
+            if check_gzip and done == 0 and block.startswith(b"\x1f\x8b"):
+                gzip_check = GzipCheck()
             for digest in hashes.values():
                 digest.update(block)
+            if gzip_check:
+                gzip_check.feed(block)
             done += len(block)
             bar.update(done)
     bar.finish()
-    return {name: digest.hexdigest() for name, digest in hashes.items()}
+    return {name: digest.hexdigest() for name, digest in hashes.items()}, gzip_check.result() if gzip_check else None
 
 
 def identify_archive(digests: Digests, expected_sha256: str, expected_sha1: str) -> Finding:

@@ -58,7 +58,8 @@ def _archive_identity(config: Config, record_folder: Path) -> Finding:
     """Checksums the archive, unless this very file (same size and time) was already checked with the same
     expectations: hashing ten gigabytes on every run would cost minutes."""
     record = StageRecord(record_folder, "check_sources")
-    fp = fingerprint({"CV_SHA256": config.cv_sha256, "CV_SHA1": config.cv_sha1}, [config.cv_archive])
+    fp = fingerprint({"CV_SHA256": config.cv_sha256, "CV_SHA1": config.cv_sha1, "stream_checked": True},
+                     [config.cv_archive])
     previous = record.read()
     if record.is_current(fp) and previous and previous.get("summary", {}).get("ok"):
         summary = previous["summary"]
@@ -66,6 +67,8 @@ def _archive_identity(config: Config, record_folder: Path) -> Finding:
     print(f"checksumming {config.cv_archive} ...")
     digests = checks.archive_digests(config.cv_archive, bars_wanted(config.progress))
     finding = checks.identify_archive(digests, config.cv_sha256, config.cv_sha1)
+    if digests.damage and finding.ok:
+        return checks.Finding(False, f"CV_ARCHIVE {config.cv_archive} is {digests.damage}; download it again")
     if finding.ok:
         record.mark_done(fp, summary={"ok": True, "message": finding.message, "sha256": digests.sha256,
                                       "sha1": digests.sha1, "identity": file_digest(config.cv_archive)})
