@@ -1,26 +1,28 @@
 """The pipeline's configuration: every environment variable, read once, typed and validated.
 
 Each field of :class:`Config` is one variable (its name upper-cased). The field's metadata holds the default as
-written in ``env.example``, the parser that turns the text into a typed value, and the one-line meaning. A parser
-raises ``ValueError`` with what is allowed; :func:`load_config` turns that into a :class:`ConfigError` naming the
-variable, which the scripts print as one line before exiting with code 2.
+written in ``env.example``, the parser that turns the text into a typed value (``values.py``), and the one-line
+meaning. A parser raises ``ValueError`` with what is allowed; :func:`load_config` turns that into a
+:class:`ConfigError` naming the variable, which the scripts print as one line before exiting with code 2.
 """
 
 from __future__ import annotations
 
-import glob
-import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.evaluate.grid import MAX_PAIRS, MAX_WEIGHT, parse_evaluate_range
-from deepspeech_it.model.augment_spec import Augmentation, parse_augment
+from deepspeech_it.evaluate.grid import MAX_PAIRS, MAX_WEIGHT
+from deepspeech_it.model.augment_spec import Augmentation
 from deepspeech_it.paths import ALPHABET_DIR
+from deepspeech_it.values import (CORPORA, KENLM_MAX_ORDER, MAX_BATCH_SIZE, MAX_BEAM_WIDTH, MAX_CHECKPOINT_SECS,
+                                  MAX_CHECKPOINTS_KEPT, MAX_CLIP_SECS, MAX_EPOCHS, MAX_N_HIDDEN, MAX_SEED,
+                                  MAX_VOCABULARY, Cluster, as_augment, as_corpora, as_evaluate_range, as_existing_files,
+                                  as_flag, as_import_jobs, as_integer, as_memory, as_number, as_optional_hex,
+                                  as_optional_path, as_path, as_pattern, as_prune, as_tf_config, cores)
 
 
 class ConfigError(Exception):
@@ -32,8 +34,6 @@ class ConfigError(Exception):
 SPLITS = ("train", "dev", "test")
 IMPORT_REPORT_FILE = "import_report.json"
 MLS_ARCHIVE_NAMES = ("mls_italian_opus.tar.gz", "mls_italian.tar.gz")
-# The corpora stage 02 can import, in the order they are imported and reported (data/corpora.py describes them).
-CORPORA = ("cv", "mailabs", "mls", "voxpopuli", "voxforge")
 SCORER_FILE = "kenlm.scorer"
 LM_BINARY_FILE = "lm.binary"
 LM_REPORT_FILE = "lm_report.json"
@@ -48,240 +48,6 @@ DEMO_REPORT_FILE = "demo_report.json"
 DEMO_STARTED_FILE = "demo_started"      # written by `make demo` before its first step: seconds since the epoch
 
 
-# ---- what the code can honour: every number is checked against these before any work ----------------------
-
-MAX_SEED = 2**32 - 1             # numpy's and keras.utils.set_random_seed's limit (optuna's sampler too)
-JOBS_PER_CORE = 4                # import processes: conversion is CPU-bound, each process costs memory
-KENLM_MAX_ORDER = 6              # what KenLM is compiled for here and in DeepSpeech's and Coqui's clients
-MAX_PRUNE = 2**32 - 1            # lmplz reads 64-bit counts; no n-gram of any corpus is this frequent
-MAX_VOCABULARY = 100_000_000     # far above any corpus; KenLM numbers words with 32 bits
-MIN_LM_MEMORY = 64 << 20         # lmplz aborts with less, even on a tiny corpus
-MAX_MEMORY_PERCENT = 90          # KenLM's sort buffers are real memory: leave some to the rest of the machine
-MAX_CLIP_SECS = 600.0            # one clip's activations must fit a training batch in memory
-# The export holds the float weights (about 11 * N_HIDDEN**2 of them) in a GraphDef and a TFLite flatbuffer, both
-# limited to 2 GB: 4096 gives 0.74 GB, 8192 would not fit.
-MAX_N_HIDDEN = 4096
-MAX_BATCH_SIZE = 4096            # a batch is padded to its longest clip and held at once: beyond any GPU's memory
-MAX_EPOCHS = 100_000             # epoch counters and plots stay readable; no run needs more
-MAX_CHECKPOINTS_KEPT = 1000      # each bundle is N_HIDDEN-sized (0.5 GB at 2048, with Adam's moments)
-MAX_CHECKPOINT_SECS = 7 * 24 * 3600
-MAX_BEAM_WIDTH = 65536           # prefixes kept per frame; each tries 40 characters
-
-
-# ---- parsers: text -> value, ValueError says what is allowed ------------------------------------------------
-
-
-def _integer(minimum: int, maximum: int, why: str = "") -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(_range_text("a whole number", minimum, maximum) + why) from None
-        if not minimum <= value <= maximum:
-            raise ValueError(_range_text("a whole number", minimum, maximum) + why)
-        return value
-
-    return parse
-
-
-def _number(minimum: float, maximum: float, *, open_min: bool = False,
-            open_max: bool = False) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(_range_text("a number", minimum, maximum, open_min, open_max)) from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(_range_text("a finite number", minimum, maximum, open_min, open_max))
-        low_bad = value <= minimum if open_min else value < minimum
-        high_bad = value >= maximum if open_max else value > maximum
-        if low_bad or high_bad:
-            raise ValueError(_range_text("a number", minimum, maximum, open_min, open_max))
-        return value
-
-    return parse
-
-
-def _range_text(kind: str, minimum, maximum, open_min: bool = False, open_max: bool = False) -> str:
-    low = f"{'>' if open_min else '>='} {minimum:g}" if isinstance(minimum, float) else f">= {minimum}"
-    high = f"{'<' if open_max else '<='} {maximum:g}" if isinstance(maximum, float) else f"<= {maximum}"
-    return f"allowed: {kind} {low} and {high}"
-
-
-def _flag(text: str) -> bool:
-    if text not in ("0", "1"):
-        raise ValueError("allowed: 0 or 1")
-    return text == "1"
-
-
-def _text(text: str) -> str:
-    return text
-
-
-def _pattern(regex: str, allowed: str) -> Callable[[str], str]:
-    compiled = re.compile(regex)
-
-    def parse(text: str) -> str:
-        if not compiled.fullmatch(text):
-            raise ValueError(f"allowed: {allowed}")
-        return text
-
-    return parse
-
-
-def _path(text: str) -> Path:
-    if not text:
-        raise ValueError("allowed: a path")
-    return Path(text).expanduser().absolute()
-
-
-def _optional_path(text: str) -> Path | None:
-    return Path(text).expanduser().absolute() if text else None
-
-
-def _corpora(text: str) -> tuple[str, ...]:
-    names = text.replace(",", " ").split()
-    allowed = f"allowed: one or more of {' '.join(CORPORA)}, each once"
-    unknown = [name for name in names if name not in CORPORA]
-    if unknown:
-        raise ValueError(f"unknown corpus {unknown[0]!r}; {allowed}")
-    if not names or len(set(names)) != len(names):
-        raise ValueError(allowed)
-    return tuple(name for name in CORPORA if name in names)
-
-
-def _optional_hex(length: int) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        text = text.strip().lower()
-        if text and not re.fullmatch(f"[0-9a-f]{{{length}}}", text):
-            raise ValueError(f"allowed: empty or {length} hexadecimal digits")
-        return text
-
-    return parse
-
-
-def _existing_files(separator: str | None, *, globs: bool) -> Callable[[str], tuple[Path, ...]]:
-    def parse(text: str) -> tuple[Path, ...]:
-        found: list[Path] = []
-        for item in filter(None, (part.strip() for part in text.split(separator))):
-            matches = sorted(glob.glob(os.path.expanduser(item))) if globs else [os.path.expanduser(item)]
-            existing = [Path(m).absolute() for m in matches if os.path.isfile(m)]
-            if not existing:
-                raise ValueError(f"allowed: existing files; nothing found for {item!r}")
-            found.extend(existing)
-        return tuple(found)
-
-    return parse
-
-
-def _prune(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split())
-    except ValueError:
-        values = ()
-    if not values or any(not 0 <= v <= MAX_PRUNE for v in values) or list(values) != sorted(values):
-        raise ValueError(f"allowed: space-separated non-decreasing whole numbers from 0 to {MAX_PRUNE}, e.g. '0 0 1'")
-    return values
-
-
-def _augment(text: str):
-    return parse_augment(text)
-
-
-def _memory(text: str) -> str:
-    """lmplz/build_binary -S: a percentage of the physical memory or a size (a bare number is KiB, as in KenLM)."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(%|[bKMGTPEZY])?", text)
-    total = physical_memory()
-    allowed = (f"allowed: a percentage or a size such as 50% or 4G, from {MIN_LM_MEMORY >> 20}M to "
-               f"{MAX_MEMORY_PERCENT}% of the memory ({total * MAX_MEMORY_PERCENT / 100 / 2**30:.1f}G)")
-    if not match:
-        raise ValueError(allowed)
-    number, unit = float(match.group(1)), match.group(2) or "K"
-    size = total * number / 100 if unit == "%" else number * 1024 ** "bKMGTPEZY".index(unit)
-    if not MIN_LM_MEMORY <= size <= total * MAX_MEMORY_PERCENT / 100:
-        raise ValueError(allowed)
-    return text
-
-
-def physical_memory() -> int:
-    """Bytes of physical memory, as KenLM measures it for a percentage."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def _import_jobs(text: str) -> int:
-    return _integer(1, JOBS_PER_CORE * _cores(), f" ({JOBS_PER_CORE} per core)")(text)
-
-
-def _evaluate_range(text: str):
-    if not text:
-        return ()
-    return parse_evaluate_range(text)
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """TF_CONFIG: the hosts of a multi-host training (``host:port`` per job) and which of them this process is."""
-
-    jobs: tuple[tuple[str, tuple[str, ...]], ...]
-    task_type: str
-    task_index: int
-
-    @property
-    def spec(self) -> dict[str, list[str]]:
-        return {job: list(addresses) for job, addresses in self.jobs}
-
-    @property
-    def hosts(self) -> int:
-        return sum(len(addresses) for _, addresses in self.jobs)
-
-    @property
-    def rank(self) -> int:
-        """TensorFlow's order of the hosts: the chief first, then the workers."""
-        return self.task_index + (1 if self.task_type == "worker" and "chief" in self.spec else 0)
-
-    @property
-    def is_chief(self) -> bool:
-        return self.rank == 0
-
-
-CLUSTER_JOBS = ("chief", "worker")
-TF_CONFIG_FORM = ('JSON {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}} '
-                  '(an optional "chief" job holds one host:port)')
-
-
-def _tf_config(text: str) -> Cluster | None:
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-        cluster, task = data["cluster"], data["task"]
-        task_type, task_index = task["type"], task["index"]
-        jobs = tuple((job, tuple(cluster[job])) for job in CLUSTER_JOBS if job in cluster)
-    except (ValueError, TypeError, KeyError):
-        raise ValueError(f"allowed: empty, or {TF_CONFIG_FORM}") from None
-    problem = _cluster_problem(cluster, jobs, task_type, task_index)
-    if problem:
-        raise ValueError(f"allowed: {TF_CONFIG_FORM}; found: {problem}")
-    return Cluster(jobs, task_type, task_index)
-
-
-def _cluster_problem(cluster: dict, jobs: tuple, task_type, task_index) -> str | None:
-    addresses = [a for _, job_addresses in jobs for a in job_addresses]
-    if set(cluster) - set(CLUSTER_JOBS) or not jobs:
-        return f"jobs other than {' and '.join(CLUSTER_JOBS)}"
-    if not all(isinstance(a, str) and re.fullmatch(r"[^\s:]+:\d{1,5}", a) for a in addresses):
-        return "an address that is not host:port"
-    if len(set(addresses)) != len(addresses):
-        return "an address listed twice"
-    if not all(job_addresses for _, job_addresses in jobs) or len(cluster.get("chief", ())) > 1:
-        return "an empty job or more than one chief"
-    if not isinstance(task_type, str) or task_type not in cluster:
-        return f"task.type {task_type!r}, not a job of the cluster"
-    if not isinstance(task_index, int) or isinstance(task_index, bool) or not 0 <= task_index < len(cluster[task_type]):
-        return f"task.index {task_index!r}, outside cluster.{task_type}"
-    return None
-
-
 # ---- the configuration ---------------------------------------------------------------------------------------
 
 
@@ -289,84 +55,80 @@ def var(default: str, parse: Callable[[str], Any], meaning: str) -> Any:
     return field(metadata={"default": default, "parse": parse, "meaning": meaning})
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 @dataclass(frozen=True)
 class Config:
     # Paths and sources
-    data_dir: Path = var("./work", _path, "Folder for every input and output of the pipeline (the container sets /mnt)")
-    cv_archive: Path = var("${DATA_DIR}/sources/it.tar.gz", _path, "Common Voice Italian archive (it.tar.gz)")
-    cv_sha256: str = var("", _optional_hex(64), "Expected sha256 of CV_ARCHIVE; empty: it must be a known release")
-    cv_sha1: str = var("", _optional_hex(40), "Expected sha1 of CV_ARCHIVE; empty: not checked")
-    corpora: tuple = var("cv", _corpora, f"Corpora to import and train on, space-separated: any of {' '.join(CORPORA)}")
-    mailabs_archive: Path = var("${DATA_DIR}/sources/it_IT.tgz", _path, "M-AILABS Italian archive (it_IT.tgz)")
-    mls_archive: Path | None = var("", _optional_path, "MLS Italian archive; empty: sources/mls_italian_opus.tar.gz, "
+    data_dir: Path = var("./work", as_path, "Folder for every input and output of the pipeline (the container sets /mnt)")
+    cv_archive: Path = var("${DATA_DIR}/sources/it.tar.gz", as_path, "Common Voice Italian archive (it.tar.gz)")
+    cv_sha256: str = var("", as_optional_hex(64), "Expected sha256 of CV_ARCHIVE; empty: it must be a known release")
+    cv_sha1: str = var("", as_optional_hex(40), "Expected sha1 of CV_ARCHIVE; empty: not checked")
+    corpora: tuple = var("cv", as_corpora, f"Corpora to import and train on, space-separated: any of {' '.join(CORPORA)}")
+    mailabs_archive: Path = var("${DATA_DIR}/sources/it_IT.tgz", as_path, "M-AILABS Italian archive (it_IT.tgz)")
+    mls_archive: Path | None = var("", as_optional_path, "MLS Italian archive; empty: sources/mls_italian_opus.tar.gz, "
                                    "else sources/mls_italian.tar.gz under DATA_DIR")
-    voxpopuli_dir: Path = var("${DATA_DIR}/sources/voxpopuli", _path,
+    voxpopuli_dir: Path = var("${DATA_DIR}/sources/voxpopuli", as_path,
                               "VoxPopuli folder: original_<year>.tar and asr_it.tsv.gz, or transcribed_data/it/")
-    voxforge_dir: Path = var("${DATA_DIR}/sources/voxforge", _path, "VoxForge folder of per-session .tgz archives")
-    model_language: str = var("it", _pattern(r"[a-z]{2,3}", "a 2 or 3 letter language code"),
+    voxforge_dir: Path = var("${DATA_DIR}/sources/voxforge", as_path, "VoxForge folder of per-session .tgz archives")
+    model_language: str = var("it", as_pattern(r"[a-z]{2,3}", "a 2 or 3 letter language code"),
                               "Language code written into the model metadata and release names")
-    english_compatible: bool = var("0", _flag, "1: English alphabet, accents stripped (keeps an English output layer)")
-    progress: bool = var("1", _flag, "0 turns progress bars off (they are off anyway when not on a terminal)")
+    english_compatible: bool = var("0", as_flag, "1: English alphabet, accents stripped (keeps an English output layer)")
+    progress: bool = var("1", as_flag, "0 turns progress bars off (they are off anyway when not on a terminal)")
     # Import
-    max_secs: float = var("10", _number(0.0, MAX_CLIP_SECS, open_min=True), "Longest clip kept, in seconds")
-    import_jobs: int = var("", _import_jobs, "Processes converting clips, at most 4 per core; empty: all cores")
+    max_secs: float = var("10", as_number(0.0, MAX_CLIP_SECS, open_min=True), "Longest clip kept, in seconds")
+    import_jobs: int = var("", as_import_jobs, "Processes converting clips, at most 4 per core; empty: all cores")
     # Language model
-    lm_sources: tuple = var("", _existing_files(None, globs=True),
+    lm_sources: tuple = var("", as_existing_files(None, globs=True),
                             "Extra LM text: space-separated files or globs (plain, .gz, .xz; one sentence a line)")
-    lm_order: int = var("5", _integer(2, KENLM_MAX_ORDER), "Order of the KenLM n-gram model (2-6)")
-    lm_prune: tuple = var("0 0 1", _prune, "lmplz --prune thresholds, one per order from unigrams up")
-    lm_top_k: int = var("500000", _integer(1, MAX_VOCABULARY), "Vocabulary size: the most frequent words kept")
-    lm_memory: str = var("50%", _memory, "Memory bound of lmplz and build_binary: 64M to 90% of the memory")
-    lm_keep_arpa: bool = var("0", _flag, "1 keeps the ARPA file next to the binary model")
-    lm_alpha: float = var("0.931289039105002", _number(0.0, MAX_WEIGHT), "Language-model weight of the decoder")
-    lm_beta: float = var("1.1834137581510284", _number(-MAX_WEIGHT, MAX_WEIGHT), "Word insertion bonus of the decoder")
+    lm_order: int = var("5", as_integer(2, KENLM_MAX_ORDER), "Order of the KenLM n-gram model (2-6)")
+    lm_prune: tuple = var("0 0 1", as_prune, "lmplz --prune thresholds, one per order from unigrams up")
+    lm_top_k: int = var("500000", as_integer(1, MAX_VOCABULARY), "Vocabulary size: the most frequent words kept")
+    lm_memory: str = var("50%", as_memory, "Memory bound of lmplz and build_binary: 64M to 90% of the memory")
+    lm_keep_arpa: bool = var("0", as_flag, "1 keeps the ARPA file next to the binary model")
+    lm_alpha: float = var("0.931289039105002", as_number(0.0, MAX_WEIGHT), "Language-model weight of the decoder")
+    lm_beta: float = var("1.1834137581510284", as_number(-MAX_WEIGHT, MAX_WEIGHT), "Word insertion bonus of the decoder")
     # Acoustic model training
-    n_hidden: int = var("2048", _integer(1, MAX_N_HIDDEN), "Width of the hidden layers and of the LSTM")
-    batch_size: int = var("64", _integer(1, MAX_BATCH_SIZE), "Global batch size (split across GPUs)")
-    epochs: int = var("30", _integer(1, MAX_EPOCHS), "Most training epochs")
-    learning_rate: float = var("0.0001", _number(0.0, 1.0, open_min=True), "Adam learning rate")
-    dropout: float = var("0.4", _number(0.0, 1.0, open_max=True), "Dropout rate of layers 1, 2, 3 and 5")
-    early_stop: bool = var("1", _flag, "1 stops when the dev loss has not improved for ES_EPOCHS epochs")
-    es_epochs: int = var("10", _integer(1, MAX_EPOCHS), "Epochs without dev improvement before early stopping")
-    reduce_lr_on_plateau: bool = var("0", _flag, "1 reduces the learning rate when the dev loss stalls")
-    plateau_epochs: int = var("10", _integer(1, MAX_EPOCHS),
+    n_hidden: int = var("2048", as_integer(1, MAX_N_HIDDEN), "Width of the hidden layers and of the LSTM")
+    batch_size: int = var("64", as_integer(1, MAX_BATCH_SIZE), "Global batch size (split across GPUs)")
+    epochs: int = var("30", as_integer(1, MAX_EPOCHS), "Most training epochs")
+    learning_rate: float = var("0.0001", as_number(0.0, 1.0, open_min=True), "Adam learning rate")
+    dropout: float = var("0.4", as_number(0.0, 1.0, open_max=True), "Dropout rate of layers 1, 2, 3 and 5")
+    early_stop: bool = var("1", as_flag, "1 stops when the dev loss has not improved for ES_EPOCHS epochs")
+    es_epochs: int = var("10", as_integer(1, MAX_EPOCHS), "Epochs without dev improvement before early stopping")
+    reduce_lr_on_plateau: bool = var("0", as_flag, "1 reduces the learning rate when the dev loss stalls")
+    plateau_epochs: int = var("10", as_integer(1, MAX_EPOCHS),
                               "Epochs without dev improvement before the learning rate is reduced")
-    plateau_reduction: float = var("0.1", _number(0.0, 1.0, open_min=True, open_max=True),
+    plateau_reduction: float = var("0.1", as_number(0.0, 1.0, open_min=True, open_max=True),
                                    "Factor applied to the learning rate on a plateau")
-    random_seed: int = var("4568", _integer(0, MAX_SEED), "Seed of every random generator (0 to 2**32 - 1)")
-    max_to_keep: int = var("5", _integer(1, MAX_CHECKPOINTS_KEPT), "Training checkpoints kept")
-    checkpoint_secs: int = var("600", _integer(1, MAX_CHECKPOINT_SECS),
+    random_seed: int = var("4568", as_integer(0, MAX_SEED), "Seed of every random generator (0 to 2**32 - 1)")
+    max_to_keep: int = var("5", as_integer(1, MAX_CHECKPOINTS_KEPT), "Training checkpoints kept")
+    checkpoint_secs: int = var("600", as_integer(1, MAX_CHECKPOINT_SECS),
                                "Longest time between two checkpoints, in seconds")
-    amp: bool = var("1", _flag, "1: mixed precision (float16 on GPUs, bfloat16 on CPUs)")
-    train_files: tuple = var("", _existing_files(",", globs=False), "Extra training CSVs, comma-separated")
-    dev_files: tuple = var("", _existing_files(",", globs=False), "Extra dev CSVs, comma-separated")
-    test_files: tuple = var("", _existing_files(",", globs=False), "Extra test CSVs, comma-separated")
-    feature_cache: bool = var("0", _flag, "1 caches computed features under DATA_DIR/tmp")
-    augment: tuple = var("", _augment, "Training augmentations in DeepSpeech 0.9.3's --augment syntax, space-separated, "
+    amp: bool = var("1", as_flag, "1: mixed precision (float16 on GPUs, bfloat16 on CPUs)")
+    train_files: tuple = var("", as_existing_files(",", globs=False), "Extra training CSVs, comma-separated")
+    dev_files: tuple = var("", as_existing_files(",", globs=False), "Extra dev CSVs, comma-separated")
+    test_files: tuple = var("", as_existing_files(",", globs=False), "Extra test CSVs, comma-separated")
+    feature_cache: bool = var("0", as_flag, "1 caches computed features under DATA_DIR/tmp")
+    augment: tuple = var("", as_augment, "Training augmentations in DeepSpeech 0.9.3's --augment syntax, space-separated, "
                          "e.g. 'reverb[p=0.3,delay=50:150] frequency_mask[n=1:3]'; empty: none")
-    fast_train: bool = var("0", _flag, "1: a quick trial, one epoch on one batch of the shortest clips of each split")
-    tf_config: Cluster | None = var("", _tf_config, "Multi-host training: the cluster and this host's task as JSON "
+    fast_train: bool = var("0", as_flag, "1: a quick trial, one epoch on one batch of the shortest clips of each split")
+    tf_config: Cluster | None = var("", as_tf_config, "Multi-host training: the cluster and this host's task as JSON "
                                     "(see README); empty: this host alone")
-    transfer_learning: bool = var("0", _flag, "1 starts from the checkpoint in TRANSFER_CHECKPOINT_DIR")
-    transfer_checkpoint_dir: Path = var("/transfer-checkpoint", _path,
+    transfer_learning: bool = var("0", as_flag, "1 starts from the checkpoint in TRANSFER_CHECKPOINT_DIR")
+    transfer_checkpoint_dir: Path = var("/transfer-checkpoint", as_path,
                                         "DeepSpeech 0.9.x or Coqui STT 1.x checkpoint folder for transfer learning")
-    drop_source_layers: int = var("1", _integer(0, 5), "Layers re-initialised from the end when transferring (0-5)")
+    drop_source_layers: int = var("1", as_integer(0, 5), "Layers re-initialised from the end when transferring (0-5)")
     # Decoder and its tuning
-    beam_width: int = var("500", _integer(1, MAX_BEAM_WIDTH), "Beam width of the decoder")
-    lm_evaluate_range: tuple = var("", _evaluate_range,
+    beam_width: int = var("500", as_integer(1, MAX_BEAM_WIDTH), "Beam width of the decoder")
+    lm_evaluate_range: tuple = var("", as_evaluate_range,
                                    "lm_alpha,lm_beta pairs to try, e.g. '0.5,1.5 0.6,1.4' or '0:2:5,0:3:4'; empty: none")
-    lm_optimize_trials: int = var("0", _integer(0, MAX_PAIRS),
+    lm_optimize_trials: int = var("0", as_integer(0, MAX_PAIRS),
                                   "Trials of an optuna search of lm_alpha/lm_beta instead of a grid")
-    lm_alpha_max: float = var("5", _number(0.0, MAX_WEIGHT, open_min=True),
+    lm_alpha_max: float = var("5", as_number(0.0, MAX_WEIGHT, open_min=True),
                               "Upper bound of lm_alpha in the optuna search")
-    lm_beta_max: float = var("5", _number(0.0, MAX_WEIGHT, open_min=True),
+    lm_beta_max: float = var("5", as_number(0.0, MAX_WEIGHT, open_min=True),
                              "Upper bound of lm_beta in the optuna search")
     # Export
-    export_quantize: bool = var("1", _flag, "1 quantises the TFLite model (dynamic range) when the clients accept it")
+    export_quantize: bool = var("1", as_flag, "1 quantises the TFLite model (dynamic range) when the clients accept it")
 
     @property
     def layout(self) -> "Layout":
@@ -545,7 +307,7 @@ VARIABLES: tuple[Variable, ...] = tuple(
 
 def _default_text(variable: Variable, resolved: Mapping[str, str]) -> str:
     if variable.name == "IMPORT_JOBS" and not variable.default:
-        return str(_cores())
+        return str(cores())
     return variable.default.replace("${DATA_DIR}", resolved.get("DATA_DIR", ""))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from deepspeech_it.config import CORPORA as CORPORA_ACCEPTED
+from deepspeech_it.values import CORPORA as CORPORA_ACCEPTED
 from deepspeech_it.config import SPLITS, load_config
 from deepspeech_it.data.corpora import CATALOGUE
 from deepspeech_it.demo import corpus_synth

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepspeech_it.config import MAX_BEAM_WIDTH, SCORER_FILE, TFLITE_FILE
+from deepspeech_it.config import SCORER_FILE, TFLITE_FILE
+from deepspeech_it.values import MAX_BEAM_WIDTH
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.audio import load_training_samples
 from deepspeech_it.data.framing import PCM_SCALE, SAMPLE_RATE
