@@ -39,6 +39,9 @@ def read_tsv(path: Path) -> pandas.DataFrame:
 
 def read_rows(corpus_dir: Path) -> list[Row]:
     """The clips of the official splits, in TSV order; the wav is named after the clip."""
+    missing = [f"{split}.tsv" for split in SPLITS if not (corpus_dir / f"{split}.tsv").is_file()]
+    if missing:
+        raise ArchiveError(f"{corpus_dir} has no {', '.join(missing)}; is CV_ARCHIVE a complete Common Voice archive?")
     return [Row(Path(row.path).stem, corpus_dir / "clips" / row.path, row.sentence,
                 f"cv:{getattr(row, 'client_id', '')}", split)
             for split in SPLITS for row in read_tsv(corpus_dir / f"{split}.tsv").itertuples(index=False)]

@@ -67,5 +67,6 @@ def _with_rows(paths: list[Path]) -> list[Path]:
 def _has_rows(path: Path) -> bool:
     if not path.is_file():
         return False
-    with open(path, encoding="utf-8") as handle:
+    # Lines counted as bytes: a CSV that is not UTF-8 is kept, for the validator to name what is wrong with it.
+    with open(path, "rb") as handle:
         return sum(1 for _ in zip(range(2), handle)) > 1
