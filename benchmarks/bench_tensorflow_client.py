@@ -50,9 +50,8 @@ def demo_release(layout: Layout):
 
 def standalone_release(folder: Path, n_hidden: int = STANDALONE_N_HIDDEN, n_clips: int = STANDALONE_CLIPS):
     sys.path.insert(0, str(ROOT / "tests"))
-    from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
-
     from bench_decode import normalized_sentences
+    from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
 
     sentences = normalized_sentences()
     clips = [Clip(speak(folder / f"clip{i}.wav", text), text) for i, text in enumerate(sentences[:n_clips])]

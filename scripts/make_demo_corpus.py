@@ -15,8 +15,8 @@ from pathlib import Path
 
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.textnorm import Normalizer
-from deepspeech_it.demo.sentences import demo_text
 from deepspeech_it.demo.noise import NOISE_CSV, write_noise_corpus
+from deepspeech_it.demo.sentences import demo_text
 from deepspeech_it.demo.synth import Variety, build_archive
 from deepspeech_it.paths import ALPHABET_DIR
 from deepspeech_it.util.atomic import atomic_path, write_text_atomic

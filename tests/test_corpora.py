@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from deepspeech_it.values import CORPORA as CORPORA_ACCEPTED
 from deepspeech_it.config import SPLITS, load_config
 from deepspeech_it.data.corpora import CATALOGUE
 from deepspeech_it.demo import corpus_synth
 from deepspeech_it.pipeline import corpus_checks
+from deepspeech_it.values import CORPORA as CORPORA_ACCEPTED
 
 from conftest import run_script, source_variables
 

@@ -3,16 +3,8 @@
 import numpy as np
 import pytest
 
-from deepspeech_it.decode.ctc import (
-    FRAME_SECONDS,
-    DecoderPool,
-    InvalidProbabilities,
-    ScorerDecoder,
-    ScorerSpec,
-    collapse_ctc,
-    greedy_decode,
-    scorer_spec,
-)
+from deepspeech_it.decode.ctc import (FRAME_SECONDS, DecoderPool, InvalidProbabilities, ScorerDecoder, ScorerSpec,
+                                       collapse_ctc, greedy_decode, scorer_spec)
 
 from decoding_helpers import ALPHABET, BLANK, probabilities, spelled, write_arpa, write_scorer_package
 

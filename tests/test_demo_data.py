@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from deepspeech_it.demo.noise import COLOURS, coloured, write_coloured_noise
 from deepspeech_it.data.audio import load_training_samples
 from deepspeech_it.data.framing import SAMPLE_RATE
+from deepspeech_it.demo.noise import COLOURS, coloured, write_coloured_noise
 from deepspeech_it.demo.synth import SYNTHETIC_RELEASE, Utterance, Variety, plan_utterances, speak_mp3
 from deepspeech_it.pipeline.s06_export import corpus_source
 

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from tensorflow.core.framework import graph_pb2
 
-from deepspeech_it.paths import PROJECT_ROOT
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.export import frozen_graph, graph as export, memmapped
+from deepspeech_it.export import frozen_graph, memmapped
+from deepspeech_it.export import graph as export
 from deepspeech_it.model.features import audio_to_mfcc
+from deepspeech_it.paths import PROJECT_ROOT
 from deepspeech_it.util.tf_runtime import tf
 
 ALPHABET = Alphabet.from_file(PROJECT_ROOT / "alphabet" / "it.txt")

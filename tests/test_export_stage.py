@@ -11,7 +11,8 @@ import pytest
 from tensorflow.core.framework import graph_pb2
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.export import graph as export, memmapped, release
+from deepspeech_it.export import graph as export
+from deepspeech_it.export import memmapped, release
 from deepspeech_it.model import checkpoint
 from deepspeech_it.paths import PROJECT_ROOT
 

@@ -10,14 +10,8 @@ import pytest
 from deepspeech_it.decode.ctc import ScorerDecoder, scorer_spec
 from deepspeech_it.evaluate import acoustic_outputs
 from deepspeech_it.evaluate import alpha_beta as lm_search
-from deepspeech_it.evaluate.alpha_beta import (
-    EvaluationPaths,
-    PairResult,
-    SearchPlan,
-    choose_best,
-    scorer_digest_without_weights,
-    tune_alpha_beta,
-)
+from deepspeech_it.evaluate.alpha_beta import (EvaluationPaths, PairResult, SearchPlan, choose_best,
+                                               scorer_digest_without_weights, tune_alpha_beta)
 from deepspeech_it.evaluate.grid import parse_evaluate_range
 from deepspeech_it.lm.scorer import read_scorer, set_default_alpha_beta
 

@@ -16,24 +16,11 @@ import pytest
 import tensorflow as tf
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.model.checkpoint import (
-    BEST_PREFIX,
-    BEST_STATE_FILE,
-    BETA1,
-    BETA2,
-    EPSILON,
-    CheckpointError,
-    listed_checkpoints,
-    load_training_state,
-    load_weights_by_ds_name,
-    optimizer_counters,
-    read_bundle,
-    restore_optimizer_counters,
-    save_checkpoint,
-    training_tensors,
-    write_bundle,
-)
 from deepspeech_it.model import checkpoint
+from deepspeech_it.model.checkpoint import (BEST_PREFIX, BEST_STATE_FILE, BETA1, BETA2, EPSILON, CheckpointError,
+                                            listed_checkpoints, load_training_state, load_weights_by_ds_name,
+                                            optimizer_counters, read_bundle, restore_optimizer_counters,
+                                            save_checkpoint, training_tensors, write_bundle)
 from deepspeech_it.model.network import build_model, count_parameters, ds_tensors, get_ds_weights, lstm_hoisted
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from deepspeech_it.paths import PROJECT_ROOT
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.export import frozen_graph, graph as export, memmapped, native_clients
+from deepspeech_it.export import frozen_graph, memmapped, native_clients
+from deepspeech_it.export import graph as export
+from deepspeech_it.paths import PROJECT_ROOT
 
 from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
 

@@ -20,8 +20,7 @@ import numpy as np
 
 from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.export.client_libraries import (DEEPSPEECH, DEEPSPEECH_TF, INSTALLED, STT, ClientRelease,
-                                                   NativeClientError,
-                                                   library_paths)
+                                                   NativeClientError, library_paths)
 
 # The clients that load TFLite models, the release format stage 06 verifies, and the one that loads .pb/.pbmm.
 RELEASES = (DEEPSPEECH, STT)

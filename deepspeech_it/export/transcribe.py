@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from deepspeech_it.config import SCORER_FILE, TFLITE_FILE
-from deepspeech_it.values import MAX_BEAM_WIDTH
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.audio import load_training_samples
 from deepspeech_it.data.framing import PCM_SCALE, SAMPLE_RATE
 from deepspeech_it.decode.ctc import ScorerDecoder, Transcript, greedy_decode, scorer_spec
 from deepspeech_it.util.errors import PipelineError, one_line
+from deepspeech_it.values import MAX_BEAM_WIDTH
 
 
 class TranscribeError(PipelineError, RuntimeError):

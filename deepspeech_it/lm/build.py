@@ -13,18 +13,8 @@ import numpy
 
 from deepspeech_it.config import LM_BINARY_FILE, LM_COVERAGE_FIGURE, LM_REPORT_FILE, SCORER_FILE, Config
 from deepspeech_it.data.textnorm import Normalizer
-from deepspeech_it.lm.corpus import (
-    PARALLEL_MIN_BYTES,
-    Source,
-    batched,
-    coverage,
-    csv_transcripts,
-    held_out_sentences,
-    prepare_corpus,
-    text_batches,
-    top_words,
-    tsv_sentences,
-)
+from deepspeech_it.lm.corpus import (PARALLEL_MIN_BYTES, Source, batched, coverage, csv_transcripts, held_out_sentences,
+                                     prepare_corpus, text_batches, top_words, tsv_sentences)
 from deepspeech_it.lm.kenlm_tools import BINARY_OPTIONS, arpa_ngram_counts, build_binary, estimate_arpa, filter_arpa
 from deepspeech_it.lm.scorer import ScorerError, build_dictionary, read_scorer, write_scorer
 from deepspeech_it.util.atomic import atomic_path, write_json_atomic, write_text_atomic

@@ -15,10 +15,10 @@ from functools import partial
 
 import numpy as np
 
-from deepspeech_it.values import Cluster
 from deepspeech_it.model.dataset import Shard
 from deepspeech_it.util.errors import PipelineError
 from deepspeech_it.util.tf_runtime import tf
+from deepspeech_it.values import Cluster
 
 SUM = tf.distribute.ReduceOp.SUM
 

@@ -13,24 +13,14 @@ from pathlib import Path
 import progressbar
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.model.checkpoint import (
-    BEST_PREFIX,
-    BEST_STATE_FILE,
-    TRAIN_PREFIX,
-    latest_checkpoint,
-    load_training_state,
-    optimizer_counters,
-    read_progress,
-    resolve_checkpoint,
-    restore_optimizer_counters,
-    save_checkpoint,
-    training_tensors,
-    write_companions,
-)
 from deepspeech_it.model.augment import Augmenter
+from deepspeech_it.model.checkpoint import (BEST_PREFIX, BEST_STATE_FILE, TRAIN_PREFIX, latest_checkpoint,
+                                            load_training_state, optimizer_counters, read_progress, resolve_checkpoint,
+                                            restore_optimizer_counters, save_checkpoint, training_tensors,
+                                            write_companions)
 from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset
-from deepspeech_it.model.network import build_model, keras_policy, on_gpu
 from deepspeech_it.model.distribute import Workers
+from deepspeech_it.model.network import build_model, keras_policy, on_gpu
 from deepspeech_it.model.steps import Steps, inner_optimizer, make_optimizer
 from deepspeech_it.util.errors import PipelineError
 from deepspeech_it.util.plots import pyplot, save_figure

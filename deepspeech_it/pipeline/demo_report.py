@@ -6,14 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from deepspeech_it.config import (
-    DEMO_REPORT_FILE,
-    ROBUSTNESS_FIGURE,
-    ROBUSTNESS_REPORT_FILE,
-    SCORER_FILE,
-    TFLITE_FILE,
-    Config,
-)
+from deepspeech_it.config import (DEMO_REPORT_FILE, ROBUSTNESS_FIGURE, ROBUSTNESS_REPORT_FILE, SCORER_FILE,
+                                   TFLITE_FILE, Config)
 from deepspeech_it.data.csvfile import read_rows
 from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.pipeline.runner import StageError

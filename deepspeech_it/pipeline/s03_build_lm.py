@@ -8,9 +8,9 @@ from pathlib import Path
 
 from deepspeech_it.config import LM_REPORT_FILE, Config
 from deepspeech_it.data import commonvoice, textnorm
-from deepspeech_it.lm.corpus import check_text
 from deepspeech_it.data.corpora import held_out_csvs, training_csvs
 from deepspeech_it.lm.build import LmInputs, build, format_report
+from deepspeech_it.lm.corpus import check_text
 from deepspeech_it.lm.kenlm_tools import KenLMError, kenlm_programs
 from deepspeech_it.lm.scorer import set_default_alpha_beta
 from deepspeech_it.paths import KENLM_BIN

@@ -25,12 +25,8 @@ def evaluate_lm(cfg: Config) -> None:
     # should stop the run at once.
     from deepspeech_it.decode.ctc import scorer_spec
     from deepspeech_it.evaluate import acoustic_outputs as acoustic
-    from deepspeech_it.evaluate.alpha_beta import (
-        EvaluationPaths,
-        SearchPlan,
-        scorer_digest_without_weights,
-        tune_alpha_beta,
-    )
+    from deepspeech_it.evaluate.alpha_beta import (EvaluationPaths, SearchPlan, scorer_digest_without_weights,
+                                                   tune_alpha_beta)
     from deepspeech_it.lm.scorer import ScorerError, read_scorer, set_default_alpha_beta
     from deepspeech_it.model.checkpoint import CheckpointError, bundle_files, resolve_checkpoint
     from deepspeech_it.pipeline.records import StageRecord, fingerprint

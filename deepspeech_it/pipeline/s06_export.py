@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from deepspeech_it.config import (ALPHABET_FILE, IMPORT_REPORT_FILE, PB_FILE, PBMM_FILE, SCORER_FILE, SPLITS,
-                                  TFLITE_FILE, Config)
+                                   TFLITE_FILE, Config)
 from deepspeech_it.data.corpora import CATALOGUE
 from deepspeech_it.demo.synth import SYNTHETIC_RELEASE
 from deepspeech_it.export import client_libraries, frozen_graph, graph, memmapped, native_clients, release
