@@ -13,8 +13,9 @@ KENLM_PREFIX := tools/kenlm
 NATIVE_CLIENTS := tools/native-clients
 DEMO_DIR ?= $(CURDIR)/work-demo
 # Sized for a 2-core CPU: a small network, a short training, a small alpha/beta grid.
-# No augmentation by default: on 2 CPU cores the augmented input pipeline is far slower than this small network
-# (its first epoch took more than 6 min instead of about 30 s), so the demo would not fit its time. To train the demo
+# No augmentation by default: with the augmentations below, the demo's first epoch had not finished after 6 min on
+# 2 CPU cores (about 30 s without, on a machine of the speed the demo is sized for), so it would not fit its time
+# until the augmented input pipeline is measured and made faster (make bench: bench_augment). To train the demo
 # augmented, as a user facing noisy, reverberant, band-limited and faster or slower speech would (noise made by
 # scripts/make_demo_corpus.py: coloured noise and babble of training voices):
 #   make demo DEMO_AUGMENT="overlay[p=0.4,source=$PWD/work-demo/sources/noise/noise.csv,snr=18:12~6] \
