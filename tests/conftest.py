@@ -16,6 +16,7 @@ import pytest
 # variable for the stage scripts and children the tests start.
 os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
 
+from deepspeech_it.data.alphabet import Alphabet  # noqa: E402
 from deepspeech_it.demo import corpus_synth  # noqa: E402
 from deepspeech_it.demo.corpus_synth import CorpusManifest  # noqa: E402
 from deepspeech_it.demo.synth import Manifest, build_archive  # noqa: E402
@@ -88,3 +89,26 @@ def corpus_sources(tmp_path_factory) -> dict[str, Source]:
 
 def source_variables(sources: dict[str, Source]) -> dict[str, str]:
     return {source.variable: str(source.path) for source in sources.values()}
+
+
+# The spoken clips and the least-squares model fitted to them that the native-client tests (TFLite and TensorFlow
+# builds) share: fitted once per session.
+FITTED_N_HIDDEN = 384
+CLIP_TEXTS = ["il gatto dorme", "oggi piove", "domani andremo al mare", "mia sorella lavora"]
+LM_SENTENCES = CLIP_TEXTS + ["il cane dorme sul divano", "oggi piove molto", "la sorella di mia madre lavora al mare"]
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    from export_helpers import Clip, speak
+
+    folder = tmp_path_factory.mktemp("clips")
+    return [Clip(speak(folder / f"clip{i}.wav", text), text) for i, text in enumerate(CLIP_TEXTS)]
+
+
+@pytest.fixture(scope="session")
+def weights(clips, tmp_path_factory):
+    from export_helpers import feature_probe, fitted_weights
+
+    alphabet = Alphabet.from_file(PROJECT_ROOT / "alphabet" / "it.txt")
+    return fitted_weights(clips, alphabet, FITTED_N_HIDDEN, feature_probe(tmp_path_factory.mktemp("probe"), alphabet))

@@ -16,24 +16,11 @@ from deepspeech_it.export import native_clients
 from deepspeech_it.export.transcribe import Transcriber
 from deepspeech_it.paths import PROJECT_ROOT
 
-from export_helpers import Clip, build_test_scorer, feature_probe, fitted_weights, speak, write_tflite
+from conftest import LM_SENTENCES
+from export_helpers import build_test_scorer, write_tflite
 
 ALPHABET = Alphabet.from_file(PROJECT_ROOT / "alphabet" / "it.txt")
 BEAM_WIDTH = 256
-N_HIDDEN = 384
-TEXTS = ["il gatto dorme", "oggi piove", "domani andremo al mare", "mia sorella lavora"]
-LM_SENTENCES = TEXTS + ["il cane dorme sul divano", "oggi piove molto", "la sorella di mia madre lavora al mare"]
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clips")
-    return [Clip(speak(folder / f"clip{i}.wav", text), text) for i, text in enumerate(TEXTS)]
-
-
-@pytest.fixture(scope="module")
-def weights(clips, tmp_path_factory):
-    return fitted_weights(clips, ALPHABET, N_HIDDEN, feature_probe(tmp_path_factory.mktemp("probe"), ALPHABET))
 
 
 @pytest.fixture(scope="module")
