@@ -28,7 +28,7 @@ from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.demo.noise import write_coloured_noise
 from deepspeech_it.model.augment import Augmenter
 from deepspeech_it.model.augment_spec import parse_augment
-from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset
+from deepspeech_it.model.dataset import Sample, make_dataset, training_plan
 from deepspeech_it.model.network import build_model, keras_policy, on_gpu
 from deepspeech_it.model.steps import ctc_per_utterance, make_optimizer
 from deepspeech_it.paths import ALPHABET_DIR
@@ -58,8 +58,8 @@ def datasets(samples, alphabet, batch, augmenter, epochs) -> tuple[list, float]:
     """One dataset per epoch, as the trainer builds them, and the seconds building them took (tracing the map
     function: a fixed cost per epoch, kept out of the throughput)."""
     started = time.perf_counter()
-    built = [make_dataset(samples, batch_plan(len(samples), batch, 1, epoch), alphabet,
-                          clock=EpochClock(augmenter, epoch, epochs) if augmenter else None) for epoch in range(epochs)]
+    plans = [training_plan(samples, batch, 1, epoch, augmenter, epochs) for epoch in range(epochs)]
+    built = [make_dataset(samples, plan, alphabet, clock=clock) for plan, clock in plans]
     return built, (time.perf_counter() - started) / epochs
 
 

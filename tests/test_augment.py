@@ -12,7 +12,7 @@ from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.model import augment_graph, augment_signal
 from deepspeech_it.model.augment import Augmenter
 from deepspeech_it.model.augment_spec import parse_spec
-from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset
+from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset, training_plan
 from deepspeech_it.model.features import power_spectrogram
 from deepspeech_it.paths import ALPHABET_DIR
 
@@ -261,7 +261,49 @@ def test_dev_batches_of_a_trainer_are_never_augmented(clips, tmp_path):
                       progress_enabled=False)
     plan = batch_plan(len(clips), 2, 0, 0, shuffle=False)
     dev = [b[0].numpy() for b in trainer._distributed(clips, plan)]
-    train = [b[0].numpy() for b in trainer._distributed(clips, plan, epoch=0)]
+    train = [b[0].numpy() for b in trainer._distributed(clips, plan, clock=EpochClock(trainer.augmenter, 0, 1))]
     clean = features_of(clips)
     assert all(np.array_equal(d, c) for d, c in zip(dev, clean))
     assert not any(np.allclose(t, c) for t, c in zip(train, clean))
+
+
+def speech_like_clips(folder, count=24, step=0.1):
+    """Clips from 0.6 s, each STEP seconds longer than the one before, with transcripts, for batch plans."""
+    samples = []
+    for i in range(count):
+        seconds = 0.6 + step * i
+        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        path = folder / f"clip{i:02d}.wav"
+        write_wav(path, (0.4 * np.sin(2 * np.pi * (200 + 10 * i) * t) * 32767).astype(np.int16))
+        samples.append(Sample(path, path.stat().st_size, "ciao"))
+    return samples
+
+
+def test_tempo_plans_batches_by_the_frames_the_pipeline_will_make(tmp_path):
+    samples = speech_like_clips(tmp_path, step=0.01)      # similar lengths, as a size-sorted bucket has
+    alphabet = Alphabet.from_file(ALPHABET_DIR / "it.txt")
+    augmenter = Augmenter((parse_spec("tempo[p=0.6,factor=1~0.3]"), parse_spec("frequency_mask[p=0.5]")), seed=3)
+    plan, clock = training_plan(samples, 4, seed=1, epoch=2, augmenter=augmenter, epochs=4)
+    assert sorted(np.concatenate(plan).tolist()) == list(range(len(samples)))
+    expected = augmenter.trained_frames(np.asarray([s.frames for s in samples]), np.ones(len(samples), np.int32),
+                                        (2 + clock.progress) / 4, augmenter.clip_seeds(2, np.arange(len(samples))))
+    assert (expected != np.asarray([s.frames for s in samples])).sum() >= 6      # tempo fired and stretched
+    made = {}
+    for batch, (mfcc, mfcc_len, *_) in zip(plan, make_dataset(samples, plan, alphabet, clock=clock)):
+        made.update(zip(batch.tolist(), mfcc_len.numpy().tolist()))
+        assert mfcc.shape[1] == max(expected[batch])                  # padded to the longest clip tempo made
+    assert [made[i] for i in range(len(samples))] == expected.tolist()
+
+    def padding(batches):
+        return sum(len(b) * max(expected[b]) - sum(expected[b]) for b in batches)
+
+    assert padding(plan) < 0.4 * padding(batch_plan(len(samples), 4, 1, 2))
+
+
+def test_without_tempo_the_plan_and_clock_are_the_size_sorted_ones(tmp_path):
+    samples = speech_like_clips(tmp_path, count=10)
+    augmenter = Augmenter((parse_spec("reverb"), parse_spec("tempo[p=0]")), seed=3)
+    plan, clock = training_plan(samples, 4, seed=1, epoch=0, augmenter=augmenter, epochs=2)
+    assert [b.tolist() for b in plan] == [b.tolist() for b in batch_plan(10, 4, 1, 0)]
+    assert clock.progress[np.concatenate(plan)].tolist() == (np.arange(10) / 10).tolist()
+    assert training_plan(samples, 4, 1, 0, Augmenter((), 3), 2)[1] is None

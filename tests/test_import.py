@@ -145,3 +145,26 @@ def test_validator_accepts_the_import_and_names_each_problem(imported_corpus, tm
     assert "gone.wav does not exist" in problems[0] and "size" in problems[1]
     assert "short.wav is not a 16 kHz mono 16-bit wav" in problems[2] and "not encodable" in problems[3]
     assert csvfile.validate(tmp_path / "nothing.csv", alphabet)[0].endswith("run stage 02 (make import-cv)")
+
+
+def test_a_canonical_training_wav_is_copied_and_anything_else_converted(tmp_path):
+    from deepspeech_it.data.audio import canonical_wav_frames, convert_to_wav, read_audio, write_wav
+    import numpy as np
+
+    samples = (np.sin(np.arange(8000) / 5) * 9000).astype(np.int16)
+    canonical = tmp_path / "canonical.wav"
+    write_wav(canonical, samples)
+    assert canonical_wav_frames(canonical) == 8000
+    assert convert_to_wav(canonical, tmp_path / "copy.wav") == 8000
+    assert (tmp_path / "copy.wav").read_bytes() == canonical.read_bytes()
+    others = {"float.wav": ("FLOAT", 16000, 1), "stereo.wav": ("PCM_16", 16000, 2), "rate.wav": ("PCM_16", 22050, 1)}
+    for name, (subtype, rate, channels) in others.items():
+        soundfile.write(tmp_path / name, np.tile(samples[:, None] / 32768, (1, channels)), rate, subtype=subtype)
+        assert canonical_wav_frames(tmp_path / name) is None, name
+        frames = convert_to_wav(tmp_path / name, tmp_path / f"out-{name}")
+        assert canonical_wav_frames(tmp_path / f"out-{name}") == frames == round(8000 * 16000 / rate), name
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(canonical.read_bytes()[:-100])      # the header still promises 100 bytes more
+    assert canonical_wav_frames(truncated) is None
+    assert convert_to_wav(truncated, tmp_path / "out-truncated.wav") == 8000 - 50
+    assert np.array_equal(read_audio(tmp_path / "copy.wav")[0][:, 0], samples / 32768)

@@ -6,6 +6,7 @@ converting a clip costs no process start, which is what made the one-sox-per-cli
 
 from __future__ import annotations
 
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from deepspeech_it.data.framing import PCM_SCALE, SAMPLE_RATE
+from deepspeech_it.data.framing import PCM_SCALE, SAMPLE_RATE, WAV_HEADER_BYTES
 from deepspeech_it.util.atomic import atomic_path
 from deepspeech_it.util.errors import PipelineError
 
@@ -82,12 +83,30 @@ def load_training_samples(path: str | Path, pieces: tuple[tuple[float, float], .
     return to_training_samples(*(read_audio_pieces(path, pieces) if pieces else read_audio(path)))
 
 
+def _canonical_header(data_bytes: int) -> bytes:
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1, SAMPLE_RATE,
+                       SAMPLE_RATE * 2, 2, 16, b"data", data_bytes)
+
+
 def wav_bytes(samples: np.ndarray) -> bytes:
     """A canonical 44-byte-header PCM wav of int16 mono samples at 16 kHz."""
     data = samples.astype("<i2", copy=False).tobytes()
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16, 1, 1, SAMPLE_RATE,
-                         SAMPLE_RATE * 2, 2, 16, b"data", len(data))
-    return header + data
+    return _canonical_header(len(data)) + data
+
+
+def canonical_wav_frames(path: str | Path) -> int | None:
+    """The frames of PATH when it is already exactly what ``write_wav`` would write (16 kHz mono 16-bit PCM behind
+    the 44-byte header, its data filling the file), else None."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(WAV_HEADER_BYTES)
+            size = Path(path).stat().st_size
+    except OSError:
+        return None
+    data_bytes = size - WAV_HEADER_BYTES
+    if data_bytes <= 0 or data_bytes % 2 or header != _canonical_header(data_bytes):
+        return None
+    return data_bytes // 2
 
 
 def write_wav(path: str | Path, samples: np.ndarray) -> None:
@@ -101,7 +120,15 @@ def write_wav(path: str | Path, samples: np.ndarray) -> None:
 
 
 def convert_to_wav(source: str | Path, target: str | Path, pieces: tuple[tuple[float, float], ...] = ()) -> int:
-    """Converts SOURCE (or the PIECES of it) to a training wav at TARGET; returns the number of frames written."""
+    """Converts SOURCE (or the PIECES of it) to a training wav at TARGET; returns the number of frames written.
+
+    A whole SOURCE that is already a canonical training wav (M-AILABS and most of VoxForge publish them) is copied:
+    decoding and writing it again would give the same bytes, slower."""
+    frames = None if pieces else canonical_wav_frames(source)
+    if frames:
+        with atomic_path(target) as temp:
+            shutil.copyfile(source, temp)
+        return frames
     samples = load_training_samples(source, pieces)
     if samples.size == 0:
         raise AudioError(f"{Path(source).name} holds no audio")

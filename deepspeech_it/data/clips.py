@@ -123,7 +123,7 @@ def plan_rows(rows: Iterable[Row], clips_out: Path, normalizer: Normalizer,
 
 def convert_clip(task: ClipTask) -> ClipResult:
     """Converts one clip, or reuses a valid wav that an earlier (perhaps interrupted) run wrote."""
-    info = wav_info(task.target)
+    info = wav_info(task.target) if task.target.exists() else None
     if info is not None and info.is_training_format:
         return ClipResult(task, frames=info.frames)
     try:

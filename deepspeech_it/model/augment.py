@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepspeech_it.model.augment_graph import apply_graph_augmentations
+from deepspeech_it.model.augment_graph import apply_graph_augmentations, fires, own_seed, tempo_frames
 from deepspeech_it.model.augment_signal import apply_sample_augmentations
 from deepspeech_it.model.augment_spec import SAMPLE, Augmentation
 from deepspeech_it.model.features import power_spectrogram, spectrogram_to_mfcc
@@ -38,6 +38,29 @@ class Augmenter:
     def needs_audio(self) -> bool:
         """True when features must be computed from the audio each time (a feature cache cannot hold them)."""
         return any(a.domain in AUDIO_DOMAINS for a in self.augmentations)
+
+    @property
+    def changes_length(self) -> bool:
+        """True when clips leave the augmentations with another number of frames than they came with (tempo)."""
+        return any(a.name == "tempo" and a.p > 0 for a in self.graph)
+
+    def trained_frames(self, frames: np.ndarray, min_frames: np.ndarray, clocks: np.ndarray,
+                       seeds: np.ndarray) -> np.ndarray:
+        """The frames each clip will have after ``tempo``, drawn exactly as the input pipeline will draw them
+        (same seeds, same clock), so that a batch plan can put clips of similar trained length together."""
+        tempos = tuple((index, a) for index, a in enumerate(self.graph) if a.name == "tempo" and a.p > 0)
+
+        def one(clip):
+            length, needed, clock, seed = clip
+            for index, aug in tempos:
+                own = own_seed(seed, index)
+                changed = tempo_frames(length, aug, clock, own, needed)
+                length = changed if aug.p >= 1.0 else tf.where(fires(aug, own), changed, length)
+            return length
+
+        clips = (tf.constant(frames, tf.int32), tf.constant(min_frames, tf.int32), tf.constant(clocks, tf.float32),
+                 tf.constant(seeds, tf.int64))
+        return tf.function(lambda *c: tf.map_fn(one, c, fn_output_signature=tf.int32))(*clips).numpy()
 
     def clip_seeds(self, epoch: int, ids: np.ndarray) -> np.ndarray:
         """[n, 2] int64 stateless seeds, one per clip of the epoch."""

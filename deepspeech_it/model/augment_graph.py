@@ -56,11 +56,17 @@ def tempo(spectrogram, aug: Augmentation, clock, seed, min_frames):
     """Resizes the time axis to T / factor frames, never below what CTC needs for the transcript; a positive
     ``max_time`` (ms) caps the frames."""
     shape = tf.shape(spectrogram)
-    frames = tf.cast(tf.cast(shape[1], tf.float32) / pick(aug["factor"], clock, seed), tf.int32)
+    return _resize(spectrogram, tf.stack([tempo_frames(shape[1], aug, clock, seed, min_frames), shape[2]]))
+
+
+def tempo_frames(frames, aug: Augmentation, clock, seed, min_frames) -> tf.Tensor:
+    """The frames ``tempo`` makes of FRAMES (also what the batch plan expects of a clip, see
+    ``Augmenter.trained_frames``)."""
+    frames = tf.cast(tf.cast(frames, tf.float32) / pick(aug["factor"], clock, seed), tf.int32)
     frames = tf.maximum(tf.maximum(frames, min_frames), 1)
     if aug["max_time"] > 0:
         frames = tf.minimum(frames, int(aug["max_time"] * FRAMES_PER_MS))
-    return _resize(spectrogram, tf.stack([frames, shape[2]]))
+    return frames
 
 
 def warp(spectrogram, aug: Augmentation, clock, seed, min_frames):
@@ -159,12 +165,21 @@ def apply_graph_augmentations(domain: str, tensor, augmentations, clock, seed, m
     for index, aug in enumerate(augmentations):
         if aug.domain != domain:
             continue
-        own = fold(seed, 1000 + index)
+        own = own_seed(seed, index)
         function = GRAPH_AUGMENTATIONS[aug.name]
         if aug.p >= 1.0:
             tensor = function(tensor, aug, clock, own, min_frames)
         elif aug.p > 0.0:
-            fire = tf.random.stateless_uniform([], fold(own, 0)) < aug.p
-            tensor = tf.cond(fire, lambda f=function, a=aug, s=own, t=tensor: f(t, a, clock, s, min_frames),
+            tensor = tf.cond(fires(aug, own), lambda f=function, a=aug, s=own, t=tensor: f(t, a, clock, s, min_frames),
                              lambda t=tensor: t)
     return tensor
+
+
+def own_seed(seed: tf.Tensor, index: int) -> tf.Tensor:
+    """The seed of the augmentation at INDEX of the graph augmentations, for one clip."""
+    return fold(seed, 1000 + index)
+
+
+def fires(aug: Augmentation, own: tf.Tensor) -> tf.Tensor:
+    """Whether AUG applies to the clip whose own seed is OWN (its probability ``p``)."""
+    return tf.random.stateless_uniform([], fold(own, 0)) < aug.p

@@ -18,7 +18,7 @@ from deepspeech_it.model.checkpoint import (BEST_PREFIX, BEST_STATE_FILE, TRAIN_
                                             load_training_state, optimizer_counters, read_progress, resolve_checkpoint,
                                             restore_optimizer_counters, save_checkpoint, training_tensors,
                                             write_companions)
-from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset
+from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset, training_plan
 from deepspeech_it.model.distribute import Workers
 from deepspeech_it.model.network import build_model, keras_policy, on_gpu
 from deepspeech_it.model.steps import Steps, inner_optimizer, make_optimizer
@@ -170,9 +170,8 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------------------------------------
 
-    def _distributed(self, samples, plan, skip=0, epoch=None):
-        """Batches of SAMPLES from batch SKIP of PLAN on; given the EPOCH, they are training batches and augmented."""
-        clock = EpochClock(self.augmenter, epoch, self.params.epochs) if epoch is not None else None
+    def _distributed(self, samples, plan, skip=0, clock: EpochClock | None = None):
+        """Batches of SAMPLES from batch SKIP of PLAN on; given a CLOCK, they are training batches and augmented."""
         distributed = self.workers.distribute(
             lambda shard: make_dataset(samples, plan, self.alphabet, shard, self.params.feature_cache,
                                        skip_batches=skip, clock=clock))
@@ -202,12 +201,13 @@ class Trainer:
         stopped_early = self._should_stop_early()
         while self.progress.epoch < self.params.epochs and not stopped_early:
             epoch = self.progress.epoch
-            plan = batch_plan(len(self.train_samples), self.params.batch_size, self.params.random_seed, epoch)
+            plan, clock = training_plan(self.train_samples, self.params.batch_size, self.params.random_seed, epoch,
+                                        self.augmenter, self.params.epochs)
             bar = self._bar(len(plan), epoch)
             bar.start(init=False)
             bar.update(self.progress.batch)
             epoch_started = time.monotonic()
-            for batch in self._distributed(self.train_samples, plan, skip=self.progress.batch, epoch=epoch):
+            for batch in self._distributed(self.train_samples, plan, skip=self.progress.batch, clock=clock):
                 batch_loss, utterances, seconds = self.steps.train(batch, tf.constant(self.global_step, tf.int64))
                 self.global_step += 1
                 self.progress.batch += 1
