@@ -6,8 +6,9 @@
   frequency_mask + time_mask);
 * the augmented input pipeline alone, and the plain one, in seconds of audio per second.
 
-The clips are written here: speech-like harmonic tones with a syllable rhythm, and coloured noise for overlay.
-Usage: benchmarks/bench_augment.py [--clips 256] [--batch 32] [--seconds 3] [--n-hidden 2048] [--epochs 1]
+The clips are written here: speech-like harmonic tones with a syllable rhythm, 0.6 to 1.4 times SECONDS long, and
+coloured noise for overlay. The two trainings alternate epoch by epoch on one model.
+Usage: benchmarks/bench_augment.py [--clips 256] [--batch 32] [--seconds 3] [--n-hidden 2048] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ TRANSCRIPT = "questa è una frase di prova per misurare la velocità"
 
 def write_clips(folder: Path, count: int, seconds: float) -> list[Sample]:
     rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     samples = []
     for i in range(count):
+        t = np.arange(int(seconds * rng.uniform(0.6, 1.4) * SAMPLE_RATE)) / SAMPLE_RATE     # lengths vary
         pitch = rng.uniform(90, 250)
         voiced = sum(np.sin(2 * np.pi * pitch * k * t) / k for k in range(1, 9))
         syllables = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 6) * t)
@@ -72,7 +73,9 @@ def pipeline_rate(samples, alphabet, batch, augmenter, epochs) -> tuple[float, f
     return seconds / (time.perf_counter() - started), setup
 
 
-def training_rate(samples, alphabet, batch, n_hidden, augmenter, epochs) -> float:
+def training_rates(samples, alphabet, batch, n_hidden, augmenter, epochs) -> tuple[float, float]:
+    """Seconds of audio trained per second, plain and augmented: one model, its epochs alternating between the two
+    input pipelines, so that a machine whose speed drifts during the run weighs on both alike."""
     keras.utils.set_random_seed(1)
     model = build_model(alphabet.size + 1, n_hidden=n_hidden, dropout=0.4, dtype_policy=keras_policy(False, on_gpu()))
     optimizer = make_optimizer(1e-4, float16=False)
@@ -84,17 +87,21 @@ def training_rate(samples, alphabet, batch, n_hidden, augmenter, epochs) -> floa
         optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
         return loss
 
-    built, _ = datasets(samples, alphabet, batch, augmenter, epochs)
+    built = {"plain": datasets(samples, alphabet, batch, None, epochs)[0],
+             "augmented": datasets(samples, alphabet, batch, augmenter, epochs)[0]}
     # One trace for every batch shape (as the trainer's steps), outside the timing.
-    step = tf.function(step, input_signature=list(built[0].element_spec[:4]))
-    step(*next(iter(built[0]))[:4]).numpy()
-    seconds, started = 0.0, time.perf_counter()
-    for data in built:
-        for mfcc, mfcc_len, labels, label_len, durations, _weights in data:
-            loss = step(mfcc, mfcc_len, labels, label_len)
-            seconds += float(tf.reduce_sum(durations))
-    loss.numpy()
-    return seconds / (time.perf_counter() - started)
+    step = tf.function(step, input_signature=list(built["plain"][0].element_spec[:4]))
+    step(*next(iter(built["plain"][0]))[:4]).numpy()
+    audio, elapsed = {"plain": 0.0, "augmented": 0.0}, {"plain": 0.0, "augmented": 0.0}
+    for epoch in range(epochs):
+        for kind in ("plain", "augmented"):
+            started = time.perf_counter()
+            for mfcc, mfcc_len, labels, label_len, durations, _weights in built[kind][epoch]:
+                loss = step(mfcc, mfcc_len, labels, label_len)
+                audio[kind] += float(tf.reduce_sum(durations))
+            loss.numpy()
+            elapsed[kind] += time.perf_counter() - started
+    return audio["plain"] / elapsed["plain"], audio["augmented"] / elapsed["augmented"]
 
 
 def main(argv=None) -> dict:
@@ -103,7 +110,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--n-hidden", type=int, default=2048)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args(argv)
     alphabet = Alphabet.from_file(ALPHABET_DIR / "it.txt")
     with tempfile.TemporaryDirectory() as work:
@@ -115,8 +122,7 @@ def main(argv=None) -> dict:
         augmenter = Augmenter(parse_augment(spec), seed=1)
         plain_pipeline, plain_setup = pipeline_rate(samples, alphabet, args.batch, None, args.epochs)
         augmented_pipeline, augmented_setup = pipeline_rate(samples, alphabet, args.batch, augmenter, args.epochs)
-        plain = training_rate(samples, alphabet, args.batch, args.n_hidden, None, args.epochs)
-        augmented = training_rate(samples, alphabet, args.batch, args.n_hidden, augmenter, args.epochs)
+        plain, augmented = training_rates(samples, alphabet, args.batch, args.n_hidden, augmenter, args.epochs)
     results = {"augment": REALISTIC.format(noise="<noise folder>"), "clips": args.clips, "batch": args.batch,
                "seconds": args.seconds, "n_hidden": args.n_hidden, "epochs": args.epochs,
                "pipeline_plain": plain_pipeline, "pipeline_augmented": augmented_pipeline,
@@ -130,7 +136,7 @@ def main(argv=None) -> dict:
 def run() -> dict:
     r = main([])
     rows = [("AUGMENT", f"`{r['augment']}`"),
-            ("clips, batch, clip length, N_HIDDEN, epochs",
+            ("clips, batch, mean clip length, N_HIDDEN, epochs",
              f"{r['clips']}, {r['batch']}, {r['seconds']:g} s, {r['n_hidden']}, {r['epochs']}"),
             ("input pipeline alone", f"{r['pipeline_plain']:.0f} s of audio/s plain, "
                                      f"{r['pipeline_augmented']:.0f} s of audio/s augmented"),
