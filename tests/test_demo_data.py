@@ -73,3 +73,17 @@ def test_pitch_amplitude_and_word_gap_reach_espeak(tmp_path):
     assert _fundamental(high) > 1.2 * _fundamental(plain)
     assert np.sqrt(np.mean(quiet ** 2)) < 0.6 * np.sqrt(np.mean(plain ** 2))
     assert len(gapped) > len(plain) + 4 * 0.15 * SAMPLE_RATE        # 5 gaps of 200 ms, allowing for espeak's own
+
+
+def test_the_model_card_says_the_demo_was_tested_on_its_own_data_not_common_voice(tmp_path):
+    from deepspeech_it.config import load_config
+    from deepspeech_it.pipeline.s06_export import corpora_data
+
+    config = load_config({"DATA_DIR": str(tmp_path)})
+    report = config.layout.cv_dir / "import_report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"source": f"/x/extracted/{SYNTHETIC_RELEASE}/it"}))
+    evaluation = corpora_data(config)["evaluation"]
+    assert "synthetic" in evaluation and "Common Voice" not in evaluation.replace("Common Voice's shape", "")
+    report.write_text(json.dumps({"source": "/x/extracted/cv-corpus-17.0-2024-03-15/it"}))
+    assert corpora_data(config)["evaluation"] == "dev and test sets of Common Voice cv-corpus-17.0-2024-03-15"
