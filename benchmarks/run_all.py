@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Runs every benchmarks/bench_*.py (each exposes run() -> dict) and writes benchmarks/RESULTS.md."""
+"""Runs every benchmarks/bench_*.py (each exposes run() -> dict) and writes benchmarks/RESULTS.md.
+
+Each benchmark runs in a process of its own: one that leaves TensorFlow's thread pools or a large heap behind would
+otherwise slow the next one's worker processes (forked from this one) and skew its ratio."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -46,6 +52,24 @@ def section(result: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def run_alone(path: Path) -> dict | None:
+    """PATH's run() in a new process; None when it failed (its traceback is on stderr)."""
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work) / "result.json"
+        finished = subprocess.run([sys.executable, __file__, "--one", str(path), str(out)], check=False)
+        return json.loads(out.read_text()) if finished.returncode == 0 and out.is_file() else None
+
+
+def run_one(path: Path, out: Path) -> int:
+    try:
+        result = load(path).run()
+    except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
+        traceback.print_exc()
+        return 1
+    out.write_text(json.dumps(result, default=lambda value: value.item() if hasattr(value, "item") else str(value)))
+    return 0
+
+
 def main(selected: list[str]) -> int:
     benches = sorted(HERE.glob("bench_*.py"))
     if selected:
@@ -57,10 +81,8 @@ def main(selected: list[str]) -> int:
     for path in benches:
         print(f"== {path.stem}", flush=True)
         started = time.monotonic()
-        try:
-            result = load(path).run()
-        except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
-            traceback.print_exc()
+        result = run_alone(path)
+        if result is None:
             parts += [f"## {path.stem}", "", "failed to run; see the output of `make bench`", ""]
             failures += 1
             continue
@@ -73,4 +95,6 @@ def main(selected: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--one"]:
+        sys.exit(run_one(Path(sys.argv[2]), Path(sys.argv[3])))
     sys.exit(main(sys.argv[1:]))
