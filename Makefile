@@ -16,8 +16,8 @@ DEMO_DIR ?= $(CURDIR)/work-demo
 # 20 min on the slower of the 2-core machines (float32 matmul about 220 GFLOP/s). Training is augmented as for users
 # facing noisy, reverberant, band-limited, faster or slower speech; the overlay noise is the demo's own
 # (scripts/make_demo_corpus.py: coloured noise and babble of training voices). DEMO_AUGMENT= trains it clean.
-# No codec: its Opus round trip (tens of ms of CPU per clip) doubled the epoch on 2 cores. 11 epochs of about
-# 70 s fill the time the other stages leave.
+# No codec: its Opus round trip made each epoch slower (about 80 s against 75 s), so that 12 epochs no longer fit.
+# 11 epochs fill the time the other stages leave.
 DEMO_AUGMENT ?= overlay[p=0.4,source=$(DEMO_DIR)/sources/noise/noise.csv,snr=18:12~6] \
 	reverb[p=0.25,delay=20~15,decay=8~3] resample[p=0.15,rate=8000~2000] tempo[p=0.5,factor=1~0.25] \
 	frequency_mask[p=0.5,n=1:3,size=1:5]
