@@ -12,7 +12,7 @@ from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.model import augment_graph, augment_signal
 from deepspeech_it.model.augment import Augmenter
 from deepspeech_it.model.augment_spec import parse_spec
-from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset, training_plan
+from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset, plan_progress, training_plan
 from deepspeech_it.model.features import power_spectrogram
 from deepspeech_it.paths import ALPHABET_DIR
 
@@ -226,7 +226,7 @@ def features_of(samples, augmenter=None, cache_dir=None):
     """The features of SAMPLES' training batches, augmented at the start of a one-epoch training."""
     alphabet = Alphabet.from_file(ALPHABET_DIR / "it.txt")
     plan = batch_plan(len(samples), 2, 0, 0, shuffle=False)
-    clock = EpochClock(augmenter, 0, 1) if augmenter is not None else None
+    clock = EpochClock(augmenter, 0, 1, plan_progress(plan, len(samples))) if augmenter is not None else None
     return [batch[0].numpy() for batch in make_dataset(samples, plan, alphabet, cache_dir=cache_dir, clock=clock)]
 
 
@@ -261,7 +261,8 @@ def test_dev_batches_of_a_trainer_are_never_augmented(clips, tmp_path):
                       progress_enabled=False)
     plan = batch_plan(len(clips), 2, 0, 0, shuffle=False)
     dev = [b[0].numpy() for b in trainer._distributed(clips, plan)]
-    train = [b[0].numpy() for b in trainer._distributed(clips, plan, clock=EpochClock(trainer.augmenter, 0, 1))]
+    clock = EpochClock(trainer.augmenter, 0, 1, plan_progress(plan, len(clips)))
+    train = [b[0].numpy() for b in trainer._distributed(clips, plan, clock=clock)]
     clean = features_of(clips)
     assert all(np.array_equal(d, c) for d, c in zip(dev, clean))
     assert not any(np.allclose(t, c) for t, c in zip(train, clean))

@@ -40,15 +40,22 @@ class Augmenter:
         return any(a.domain in AUDIO_DOMAINS for a in self.augmentations)
 
     @property
+    def _tempos(self) -> tuple[tuple[int, Augmentation], ...]:
+        """The tempo augmentations that can fire, with their index among the graph augmentations (their seed)."""
+        return tuple((index, a) for index, a in enumerate(self.graph) if a.name == "tempo" and a.p > 0)
+
+    @property
     def changes_length(self) -> bool:
         """True when clips leave the augmentations with another number of frames than they came with (tempo)."""
-        return any(a.name == "tempo" and a.p > 0 for a in self.graph)
+        return bool(self._tempos)
 
     def trained_frames(self, frames: np.ndarray, min_frames: np.ndarray, clocks: np.ndarray,
                        seeds: np.ndarray) -> np.ndarray:
         """The frames each clip will have after ``tempo``, drawn exactly as the input pipeline will draw them
-        (same seeds, same clock), so that a batch plan can put clips of similar trained length together."""
-        tempos = tuple((index, a) for index, a in enumerate(self.graph) if a.name == "tempo" and a.p > 0)
+        (same seeds, same clock), so that a batch plan can put clips of similar trained length together. FRAMES are
+        the clips' own: a sample-domain augmentation that changes a clip's length (resample, codec, by a few
+        samples) is not foreseen, and only makes that batch's padding differ from the plan's."""
+        tempos = self._tempos
 
         def one(clip):
             length, needed, clock, seed = clip

@@ -119,13 +119,21 @@ class Shard:
 
 @dataclass(frozen=True)
 class EpochClock:
-    """Where training batches stand, for the augmentations' clock: (EPOCH + position / clips) / EPOCHS, the
-    position being each clip's place in the plan unless PROGRESS (position / clips by sample index) says otherwise."""
+    """Where training batches stand, for the augmentations' clock: (EPOCH + PROGRESS[clip]) / EPOCHS, PROGRESS being
+    each clip's place in the epoch over the clips, by sample index (``plan_progress``)."""
 
     augmenter: Augmenter
     epoch: int
     epochs: int
-    progress: np.ndarray | None = None
+    progress: np.ndarray
+
+
+def plan_progress(plan: list[np.ndarray], n_samples: int) -> np.ndarray:
+    """Each sample's place in PLAN over N_SAMPLES, by sample index."""
+    progress = np.zeros(n_samples)
+    if plan:
+        progress[np.concatenate(plan)] = np.arange(n_samples) / max(n_samples, 1)
+    return progress
 
 
 def training_plan(samples: list[Sample], batch_size: int, seed: int, epoch: int, augmenter: Augmenter | None,
@@ -141,9 +149,7 @@ def training_plan(samples: list[Sample], batch_size: int, seed: int, epoch: int,
     plan = batch_plan(len(samples), batch_size, seed, epoch)
     if not augmenter:
         return plan, None
-    order = np.concatenate(plan) if plan else np.zeros(0, np.int64)
-    progress = np.empty(len(samples))
-    progress[order] = np.arange(len(samples)) / max(len(samples), 1)
+    progress = plan_progress(plan, len(samples))
     clock = EpochClock(augmenter, epoch, epochs, progress)
     if not augmenter.changes_length:
         return plan, clock
@@ -180,24 +186,18 @@ def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphab
     afresh every time and never taken from or written to CACHE_DIR; with features-domain augmentations alone the
     cache holds the clean features and the augmentations apply after it.
     """
-    runs: list[tuple[int, list, list, list]] = []    # consecutive shares of one size: indices, weights, positions
-    position = sum(len(batch) for batch in plan[:skip_batches])
+    runs: list[tuple[int, list, list]] = []    # consecutive shares of one size: indices, weights
+    chosen = slice(shard.first, shard.first + shard.count)
     for batch in plan[skip_batches:]:
-        positions = np.arange(position, position + len(batch))
-        position += len(batch)
-        chosen = slice(shard.first, shard.first + shard.count)
-        for (indices, weights), (places, _) in zip(replica_shares(batch, shard.replicas)[chosen],
-                                                   replica_shares(positions, shard.replicas)[chosen]):
+        for indices, weights in replica_shares(batch, shard.replicas)[chosen]:
             if not runs or runs[-1][0] != len(indices):
-                runs.append((len(indices), [], [], []))
-            for column, values in zip(runs[-1][1:], (indices, weights, places)):
-                column.append(values)
-    clips = max(sum(len(batch) for batch in plan), 1)
+                runs.append((len(indices), [], []))
+            runs[-1][1].append(indices)
+            runs[-1][2].append(weights)
     data = None
-    for size, indices, weights, places in runs or [(1, [], [], [])]:
+    for size, indices, weights in runs or [(1, [], [])]:
         order = np.concatenate(indices or [[]]).astype(np.int64)
-        progress = np.concatenate(places or [[]]) / clips if clock is None or clock.progress is None \
-            else clock.progress[order]
+        progress = clock.progress[order] if clock is not None else np.zeros(len(order))
         part = _batches([samples[i] for i in order], order, np.concatenate(weights or [[]]).astype(np.float32),
                         progress, alphabet, size, cache_dir, clock)
         data = part if data is None else data.concatenate(part)
