@@ -91,6 +91,9 @@ class Config:
     batch_size: int = var("64", as_integer(1, MAX_BATCH_SIZE), "Global batch size (split across GPUs)")
     epochs: int = var("30", as_integer(1, MAX_EPOCHS), "Most training epochs")
     learning_rate: float = var("0.0001", as_number(0.0, 1.0, open_min=True), "Adam learning rate")
+    lr_schedule: str = var("constant", as_pattern(r"constant|cosine", "constant or cosine"),
+                           "constant: LEARNING_RATE throughout (DeepSpeech's); cosine: falls from LEARNING_RATE "
+                           "to a hundredth of it over EPOCHS")
     dropout: float = var("0.4", as_number(0.0, 1.0, open_max=True), "Dropout rate of layers 1, 2, 3 and 5")
     early_stop: bool = var("1", as_flag, "1 stops when the dev loss has not improved for ES_EPOCHS epochs")
     es_epochs: int = var("10", as_integer(1, MAX_EPOCHS), "Epochs without dev improvement before early stopping")

@@ -20,6 +20,7 @@ import tensorflow as tf
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.model.checkpoint import latest_checkpoint, load_weights_by_ds_name, read_progress
 from deepspeech_it.model.dataset import batch_plan, read_csvs, replica_shares
+from deepspeech_it.model.trainer import COSINE_FINAL_FRACTION, scheduled_rate
 from deepspeech_it.model.training import Trainer, TrainParams, train_and_test
 
 from conftest import GPU_VISIBLE
@@ -128,8 +129,32 @@ def test_tiny_model_learns_and_writes_deepspeech_layout(corpus, tmp_path):
     assert again["epochs_run"] == 0 and again["global_step"] == 12
 
 
+def test_cosine_schedule_falls_from_the_rate_to_its_final_fraction():
+    rates = [scheduled_rate(2e-3, "cosine", x / 10) for x in range(11)]
+    assert rates[0] == pytest.approx(2e-3) and rates[-1] == pytest.approx(2e-3 * COSINE_FINAL_FRACTION)
+    assert rates[5] == pytest.approx(2e-3 * (1 + COSINE_FINAL_FRACTION) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert scheduled_rate(2e-3, "cosine", 1.5) == rates[-1] and scheduled_rate(2e-3, "constant", 0.7) == 2e-3
+
+
+def test_cosine_training_ends_at_the_scheduled_rate_and_plateaus_scale_it(corpus, tmp_path):
+    train, _ = read_csvs([corpus / "train.csv"], ALPHABET)
+    params = replace(TINY, lr_schedule="cosine", plateau_reduction=0.5)
+    trainer = Trainer(train, [], ALPHABET, params, tmp_path / "c", tmp_path / "t", tmp_path / "r",
+                      progress_enabled=False)
+    trainer.restore()
+    trainer.run()
+    last_batch = (2 + 2 / 3) / 3                                    # 3 epochs of 3 batches
+    assert trainer.learning_rate == pytest.approx(scheduled_rate(3e-3, "cosine", last_batch), rel=1e-5)
+    assert trainer._reduce_rate() == pytest.approx(0.5 * scheduled_rate(3e-3, "cosine", last_batch), rel=1e-5)
+    trainer._schedule_rate(0.0)
+    assert trainer.learning_rate == pytest.approx(1.5e-3, rel=1e-5)     # the schedule keeps the reduction
+    assert trainer.progress.rate_scale == 0.5
+
+
 def test_sigkilled_run_resumes_at_the_right_step_and_matches_an_uninterrupted_one(corpus, tmp_path):
-    params = replace(TINY, checkpoint_secs=0, dropout=0.3)      # a checkpoint after every batch
+    # A checkpoint after every batch; the cosine schedule must also resume at the killed batch's rate.
+    params = replace(TINY, checkpoint_secs=0, dropout=0.3, lr_schedule="cosine")
     killed = run_child(f"""
         import os, signal
         from pathlib import Path

@@ -33,8 +33,22 @@ log = logging.getLogger(__name__)
 MIN_DELTA = 0.05
 
 
+# The cosine schedule ends at this fraction of LEARNING_RATE rather than at 0, so that the last batches still learn.
+COSINE_FINAL_FRACTION = 0.01
+
+
 class TrainingError(PipelineError, RuntimeError):
     pass
+
+
+def scheduled_rate(learning_rate: float, schedule: str, position: float) -> float:
+    """The learning rate at POSITION, the fraction of all epochs done (0 to 1). A cosine decay gives a short
+    training most of what a long one at a falling rate gives; constant is DeepSpeech's."""
+    if schedule == "constant":
+        return learning_rate
+    fraction = min(max(position, 0.0), 1.0)
+    return learning_rate * (COSINE_FINAL_FRACTION +
+                            (1.0 - COSINE_FINAL_FRACTION) * 0.5 * (1.0 + math.cos(math.pi * fraction)))
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,7 @@ class TrainParams:
     n_hidden: int = 2048
     dropout: float = 0.4
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"               # or "cosine": see scheduled_rate
     batch_size: int = 64
     epochs: int = 30
     early_stop: bool = True
@@ -74,6 +89,7 @@ class Progress:
     plan_key: str = ""              # the training set the position refers to
     trained_seconds: float = 0.0    # audio seconds trained on, over all epochs
     optimizer: dict = field(default_factory=dict)   # checkpoint.optimizer_counters
+    rate_scale: float = 1.0         # plateau reductions so far, under a cosine schedule
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Progress":
@@ -168,6 +184,20 @@ class Trainer:
     def learning_rate(self) -> float:
         return float(inner_optimizer(self.optimizer).learning_rate.numpy())
 
+    def _schedule_rate(self, position: float) -> None:
+        if self.params.lr_schedule != "constant":
+            rate = scheduled_rate(self.params.learning_rate * self.progress.rate_scale, self.params.lr_schedule,
+                                  position)
+            inner_optimizer(self.optimizer).learning_rate.assign(rate)
+
+    def _reduce_rate(self) -> float:
+        """A plateau's reduction: of the rate itself, or under a schedule of the scale the schedule applies to."""
+        if self.params.lr_schedule != "constant":
+            self.progress.rate_scale *= self.params.plateau_reduction
+        new_rate = self.learning_rate * self.params.plateau_reduction
+        inner_optimizer(self.optimizer).learning_rate.assign(new_rate)
+        return new_rate
+
     # -- data --------------------------------------------------------------------------------------------------
 
     def _distributed(self, samples, plan, skip=0, clock: EpochClock | None = None):
@@ -208,6 +238,7 @@ class Trainer:
             bar.update(self.progress.batch)
             epoch_started = time.monotonic()
             for batch in self._distributed(self.train_samples, plan, skip=self.progress.batch, clock=clock):
+                self._schedule_rate((epoch + self.progress.batch / len(plan)) / self.params.epochs)
                 batch_loss, utterances, seconds = self.steps.train(batch, tf.constant(self.global_step, tf.int64))
                 self.global_step += 1
                 self.progress.batch += 1
@@ -263,8 +294,7 @@ class Trainer:
         reduced = ""
         if (self.params.reduce_lr_on_plateau and p.epochs_without_improvement > 0
                 and p.epochs_without_improvement % self.params.plateau_epochs == 0):
-            new_rate = self.learning_rate * self.params.plateau_reduction
-            inner_optimizer(self.optimizer).learning_rate.assign(new_rate)
+            new_rate = self._reduce_rate()
             reduced = f", learning rate reduced to {new_rate:.3g}"
         remaining = (self.params.epochs - p.epoch) * (p.trained_seconds / max(p.epoch, 1)) / 3600 / \
             max(hours_per_second, 1e-9)
