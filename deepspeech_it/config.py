@@ -90,6 +90,8 @@ class Config:
     n_hidden: int = var("2048", as_integer(1, MAX_N_HIDDEN), "Width of the hidden layers and of the LSTM")
     batch_size: int = var("64", as_integer(1, MAX_BATCH_SIZE), "Global batch size (split across GPUs)")
     epochs: int = var("30", as_integer(1, MAX_EPOCHS), "Most training epochs")
+    sorted_epochs: int = var("1", as_integer(0, MAX_EPOCHS), "First epochs whose batches go from the shortest clips "
+                             "to the longest (SortaGrad); the others are shuffled")
     learning_rate: float = var("0.0001", as_number(0.0, 1.0, open_min=True), "Adam learning rate")
     lr_schedule: str = var("constant", as_pattern(r"constant|cosine", "constant or cosine"),
                            "constant: LEARNING_RATE throughout (DeepSpeech's); cosine: falls from LEARNING_RATE "

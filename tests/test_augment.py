@@ -301,6 +301,20 @@ def test_tempo_plans_batches_by_the_frames_the_pipeline_will_make(tmp_path):
     assert padding(plan) < 0.4 * padding(batch_plan(len(samples), 4, 1, 2))
 
 
+def test_sorted_epochs_go_from_the_shortest_batch_to_the_longest_then_shuffle(tmp_path):
+    samples = speech_like_clips(tmp_path, count=40, step=0.01)
+    for augmenter in (None, Augmenter((parse_spec("tempo[p=0.6,factor=1~0.3]"),), seed=3)):
+        for epoch in (0, 1):
+            plan, clock = training_plan(samples, 4, 1, epoch, augmenter, epochs=4, sorted_epochs=2)
+            lengths = (np.asarray([s.frames for s in samples]) if augmenter is None else augmenter.trained_frames(
+                np.asarray([s.frames for s in samples]), np.ones(len(samples), np.int32), (epoch + clock.progress) / 4,
+                augmenter.clip_seeds(epoch, np.arange(len(samples)))))
+            longest = [int(max(lengths[b])) for b in plan]
+            assert longest == sorted(longest) and sorted(np.concatenate(plan).tolist()) == list(range(40))
+        shuffled, _ = training_plan(samples, 4, 1, 2, augmenter, epochs=4, sorted_epochs=2)
+        assert [int(b.min()) for b in shuffled] != sorted(int(b.min()) for b in shuffled)
+
+
 def test_without_tempo_the_plan_and_clock_are_the_size_sorted_ones(tmp_path):
     samples = speech_like_clips(tmp_path, count=10)
     augmenter = Augmenter((parse_spec("reverb"), parse_spec("tempo[p=0]")), seed=3)

@@ -137,8 +137,9 @@ def plan_progress(plan: list[np.ndarray], n_samples: int) -> np.ndarray:
 
 
 def training_plan(samples: list[Sample], batch_size: int, seed: int, epoch: int, augmenter: Augmenter | None,
-                  epochs: int) -> tuple[list[np.ndarray], EpochClock | None]:
-    """An epoch's training batches and the augmentations' clock.
+                  epochs: int, sorted_epochs: int = 0) -> tuple[list[np.ndarray], EpochClock | None]:
+    """An epoch's training batches and the augmentations' clock; the first SORTED_EPOCHS epochs go from the shortest
+    batch to the longest (SortaGrad, Amodei et al. 2016: short clips first get CTC past its all-blank start sooner).
 
     Without tempo this is ``batch_plan``. Tempo stretches each clip by its own factor, so size-sorted neighbours
     would pad to the most stretched clip of their batch (up to 1 / (1 - r) of the frames, 15 % more work at
@@ -146,7 +147,8 @@ def training_plan(samples: list[Sample], batch_size: int, seed: int, epoch: int,
     cut again by the lengths tempo will give them (``Augmenter.trained_frames``): the padding of an unaugmented
     epoch, at the cost of the clock being that of another place in the same epoch.
     """
-    plan = batch_plan(len(samples), batch_size, seed, epoch)
+    shuffle = epoch >= sorted_epochs
+    plan = batch_plan(len(samples), batch_size, seed, epoch, shuffle)
     if not augmenter:
         return plan, None
     progress = plan_progress(plan, len(samples))
@@ -157,7 +159,7 @@ def training_plan(samples: list[Sample], batch_size: int, seed: int, epoch: int,
     lengths = augmenter.trained_frames(np.asarray([s.frames for s in samples]),
                                        np.asarray([ctc_frames(s.transcript) for s in samples]),
                                        (epoch + progress) / max(epochs, 1), augmenter.clip_seeds(epoch, ids))
-    return batch_plan(len(samples), batch_size, seed, epoch, lengths=lengths), clock
+    return batch_plan(len(samples), batch_size, seed, epoch, shuffle, lengths=lengths), clock
 
 
 def replica_shares(batch: np.ndarray, replicas: int) -> list[tuple[np.ndarray, np.ndarray]]:

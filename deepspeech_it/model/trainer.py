@@ -59,6 +59,7 @@ class TrainParams:
     lr_schedule: str = "constant"               # or "cosine": see scheduled_rate
     batch_size: int = 64
     epochs: int = 30
+    sorted_epochs: int = 1                      # epochs in order of length before shuffled ones (SortaGrad)
     early_stop: bool = True
     es_epochs: int = 10
     reduce_lr_on_plateau: bool = False
@@ -232,7 +233,7 @@ class Trainer:
         while self.progress.epoch < self.params.epochs and not stopped_early:
             epoch = self.progress.epoch
             plan, clock = training_plan(self.train_samples, self.params.batch_size, self.params.random_seed, epoch,
-                                        self.augmenter, self.params.epochs)
+                                        self.augmenter, self.params.epochs, self.params.sorted_epochs)
             bar = self._bar(len(plan), epoch)
             bar.start(init=False)
             bar.update(self.progress.batch)

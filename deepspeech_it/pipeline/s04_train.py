@@ -26,8 +26,8 @@ def training_params(config: Config) -> TrainParams:
     layout = config.layout
     return TrainParams(
         n_hidden=config.n_hidden, dropout=config.dropout, learning_rate=config.learning_rate,
-        lr_schedule=config.lr_schedule,
-        batch_size=config.batch_size, epochs=FAST_TRAIN_EPOCHS if config.fast_train else config.epochs,
+        lr_schedule=config.lr_schedule, batch_size=config.batch_size, sorted_epochs=config.sorted_epochs,
+        epochs=FAST_TRAIN_EPOCHS if config.fast_train else config.epochs,
         early_stop=config.early_stop, es_epochs=config.es_epochs, reduce_lr_on_plateau=config.reduce_lr_on_plateau,
         plateau_epochs=config.plateau_epochs, plateau_reduction=config.plateau_reduction,
         random_seed=config.random_seed, max_to_keep=config.max_to_keep, amp=config.amp,
@@ -43,6 +43,7 @@ def deepspeech_flags(params: TrainParams, config: Config) -> dict:
     ``n_hidden`` and ``alphabet_config_path`` from it), then this project's variables."""
     return {
         "n_hidden": params.n_hidden, "train_batch_size": params.batch_size, "epochs": params.epochs,
+        "sorted_epochs": params.sorted_epochs,
         "learning_rate": params.learning_rate, "lr_schedule": params.lr_schedule, "dropout_rate": params.dropout,
         "random_seed": params.random_seed,
         "early_stop": params.early_stop, "es_epochs": params.es_epochs, "max_to_keep": params.max_to_keep,
