@@ -42,8 +42,8 @@ class TrainingError(PipelineError, RuntimeError):
 
 
 def scheduled_rate(learning_rate: float, schedule: str, position: float) -> float:
-    """The learning rate at POSITION, the fraction of all epochs done (0 to 1). A cosine decay gives a short
-    training most of what a long one at a falling rate gives; constant is DeepSpeech's."""
+    """The learning rate at POSITION, the fraction of all epochs done (0 to 1): constant (DeepSpeech's) or falling
+    along a half cosine to COSINE_FINAL_FRACTION of it at the end."""
     if schedule == "constant":
         return learning_rate
     fraction = min(max(position, 0.0), 1.0)
