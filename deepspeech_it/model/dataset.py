@@ -1,7 +1,8 @@
 """Training input: DeepSpeech CSVs -> length-bucketed, padded batches of MFCC and label ids (tf.data).
 
 Each epoch's order is a plan fixed by (seed, epoch): utterances sorted by file size (DeepSpeech's order) are cut into
-batches of similar length, so padding stays small, and the batches are shuffled. Because the plan is reproducible, a
+batches of similar length, so padding stays small, and the batches are shuffled (after the SortaGrad epochs, which
+go from the shortest batch to the longest). Because the plan is reproducible, a
 resumed run skips exactly the batches it has already trained on, before any audio is decoded.
 """
 

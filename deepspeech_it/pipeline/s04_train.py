@@ -43,9 +43,7 @@ def deepspeech_flags(params: TrainParams, config: Config) -> dict:
     ``n_hidden`` and ``alphabet_config_path`` from it), then this project's variables."""
     return {
         "n_hidden": params.n_hidden, "train_batch_size": params.batch_size, "epochs": params.epochs,
-        "sorted_epochs": params.sorted_epochs,
-        "learning_rate": params.learning_rate, "lr_schedule": params.lr_schedule, "dropout_rate": params.dropout,
-        "random_seed": params.random_seed,
+        "learning_rate": params.learning_rate, "dropout_rate": params.dropout, "random_seed": params.random_seed,
         "early_stop": params.early_stop, "es_epochs": params.es_epochs, "max_to_keep": params.max_to_keep,
         "reduce_lr_on_plateau": params.reduce_lr_on_plateau, "plateau_epochs": params.plateau_epochs,
         "plateau_reduction": params.plateau_reduction, "automatic_mixed_precision": params.amp,
