@@ -213,8 +213,22 @@ def _ds(trainer):
     return get_ds_weights(trainer.model)
 
 
-def test_amp_trains_in_the_devices_half_precision(corpus, tmp_path):
-    """AMP: float16 with loss scaling on a GPU, bfloat16 (same range as float32, no scaling) on a CPU."""
+def test_amp_on_a_cpu_takes_bfloat16_only_where_it_multiplies_faster(monkeypatch):
+    from deepspeech_it.model import network
+
+    for speedup, expected in ((0.6, "float32"), (network.MIN_BFLOAT16_SPEEDUP, "mixed_bfloat16"), (1.9, "mixed_bfloat16")):
+        monkeypatch.setattr(network, "bfloat16_speedup", lambda: speedup)
+        assert network.keras_policy(True, on_gpu=False) == expected
+        assert network.keras_policy(True, on_gpu=True) == "mixed_float16"
+        assert network.keras_policy(False, on_gpu=False) == "float32"
+
+
+def test_amp_trains_in_the_devices_half_precision(corpus, tmp_path, monkeypatch):
+    """AMP: float16 with loss scaling on a GPU, bfloat16 (same range as float32, no scaling) on a CPU, here on every
+    CPU whatever its bfloat16 rate (the test above checks that choice)."""
+    from deepspeech_it.model import network
+
+    monkeypatch.setattr(network, "bfloat16_speedup", lambda: 2.0)
     train, _ = read_csvs([corpus / "train.csv"], ALPHABET)
     dev, _ = read_csvs([corpus / "dev.csv"], ALPHABET)
     trainer = Trainer(train, dev, ALPHABET, replace(TINY, amp=True), tmp_path / "c", tmp_path / "t", tmp_path / "r",

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from deepspeech_it.model.features import N_INPUT, WINDOWED_INPUT, context_windows
+from deepspeech_it.util.machine import bfloat16_speedup
 from deepspeech_it.util.tf_runtime import keras, tf
 
 RELU_CLIP = 20.0
@@ -273,11 +274,18 @@ def dense_flops_per_frame(n_hidden: int, n_classes: int) -> int:
     return 2 * macs
 
 
+# bfloat16 on a CPU saves only matmul time and adds casts, so it has to be clearly faster to be worth it.
+MIN_BFLOAT16_SPEEDUP = 1.2
+
+
 def keras_policy(amp: bool, on_gpu: bool) -> str:
-    """AMP: float16 on GPUs (needs loss scaling), bfloat16 on CPUs (same range as float32, no scaling needed)."""
+    """AMP: float16 on GPUs (needs loss scaling); bfloat16 on CPUs that multiply it at least MIN_BFLOAT16_SPEEDUP
+    times faster than float32 (same range as float32, no scaling needed), float32 on the others."""
     if not amp:
         return "float32"
-    return "mixed_float16" if on_gpu else "mixed_bfloat16"
+    if on_gpu:
+        return "mixed_float16"
+    return "mixed_bfloat16" if bfloat16_speedup() >= MIN_BFLOAT16_SPEEDUP else "float32"
 
 
 def on_gpu() -> bool:
