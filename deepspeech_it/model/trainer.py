@@ -20,10 +20,10 @@ from deepspeech_it.model.checkpoint import (BEST_PREFIX, BEST_STATE_FILE, TRAIN_
                                             write_companions)
 from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset, training_plan
 from deepspeech_it.model.distribute import Workers
+from deepspeech_it.model import network
 from deepspeech_it.model.network import MIN_BFLOAT16_SPEEDUP, build_model, keras_policy, on_gpu
 from deepspeech_it.model.steps import Steps, inner_optimizer, make_optimizer
 from deepspeech_it.util.errors import PipelineError
-from deepspeech_it.util.machine import bfloat16_speedup
 from deepspeech_it.util.plots import pyplot, save_figure
 from deepspeech_it.util.progress import bars_wanted
 from deepspeech_it.util.tf_runtime import keras, tf
@@ -131,8 +131,9 @@ class Trainer:
             self.optimizer = make_optimizer(params.learning_rate, float16=policy == "mixed_float16")
             self.optimizer.build(self.model.trainable_variables)
         if params.amp and not on_gpu():
+            # The figure keras_policy decided by, read where it reads it.
             log.info("AMP=1 on a CPU: bfloat16 matmul runs %.2fx as fast as float32 here, so training runs in %s "
-                     "(bfloat16 from %.1fx)", bfloat16_speedup(), "bfloat16" if policy == "mixed_bfloat16" else
+                     "(bfloat16 from %.1fx)", network.bfloat16_speedup(), "bfloat16" if policy == "mixed_bfloat16" else
                      "float32", MIN_BFLOAT16_SPEEDUP)
         self.augmenter = Augmenter(params.augment, params.random_seed)
         self.global_step = 0
