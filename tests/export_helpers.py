@@ -180,3 +180,53 @@ def confusable_frames(text: str, alphabet: Alphabet, rng: np.random.Generator) -
         rows += [frame(blank, float(rng.uniform(0.5, 0.99))) for _ in range(int(rng.integers(0, 3)))]
     table = np.array(rows)
     return (table / table.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _log_add(x: np.float32, y: np.float32) -> np.float32:
+    if x == -np.inf:
+        return y
+    if y == -np.inf:
+        return x
+    top = max(x, y)
+    return np.float32(np.log(np.exp(np.float32(x - top)) + np.exp(np.float32(y - top))) + top)
+
+
+def clients_beam_one(probs: np.ndarray, alphabet: Alphabet) -> str:
+    """The text DeepSpeech 0.9.3's and Coqui STT 1.x's CTC prefix beam search (native_client/ctcdecode) give at beam
+    width 1 without a scorer, from per-frame softmax outputs [T, classes]: their rules and their float32 arithmetic,
+    written again as an independent reference. It is not the greedy best path: where a frame's best character is
+    less likely than staying on the prefix (blank or repeat together), beam 1 stays and greedy emits it.
+    """
+    blank = probs.shape[1] - 1
+    minus_inf = np.float32(-np.inf)
+    labels: list[int] = []
+    last = -1                                   # the root has no character
+    blank_prev, char_prev, score = np.float32(0), minus_inf, np.float32(0)
+    expanding = False
+    for row in probs.astype(np.float64):
+        expanding = expanding or row[blank] < 0.999      # the clients skip the all-blank frames at the start
+        if not expanding:
+            continue
+        log_probs = np.log(row + np.finfo(np.float32).tiny).astype(np.float32)
+        blank_cur = char_cur = minus_inf
+        extended = {}
+        for c, log_p_c in enumerate(log_probs):
+            if c == blank:
+                blank_cur = _log_add(blank_cur, np.float32(log_p_c + score))
+                continue
+            if c == last:
+                char_cur = _log_add(char_cur, np.float32(log_p_c + char_prev))
+                extended[c] = np.float32(log_p_c + blank_prev) if blank_prev > minus_inf else minus_inf
+            else:
+                extended[c] = np.float32(log_p_c + score)
+        # The beam keeps the best of the prefix and its extensions: score first, then the lower character.
+        best = (_log_add(blank_cur, char_cur), last, None)
+        for c, log_p in extended.items():
+            if (log_p, -c) > (best[0], -best[1]):
+                best = (log_p, c, c)
+        if best[2] is None:
+            blank_prev, char_prev, score = blank_cur, char_cur, best[0]
+        else:
+            labels.append(best[2])
+            last, blank_prev, char_prev, score = best[2], minus_inf, best[0], best[0]
+    return alphabet.decode(labels)

@@ -75,6 +75,24 @@ def test_pitch_amplitude_and_word_gap_reach_espeak(tmp_path):
     assert len(gapped) > len(plain) + 4 * 0.15 * SAMPLE_RATE        # 5 gaps of 200 ms, allowing for espeak's own
 
 
+def test_a_clip_ends_its_closing_pause_after_the_last_word_and_keeps_its_padding(tmp_path):
+    from deepspeech_it.demo.synth import CLOSING_PAUSE_SECONDS
+
+    def spoken(name: str, **options) -> np.ndarray:
+        clip = tmp_path / f"{name}.mp3"
+        speak_mp3(Utterance("train", "domani andremo al mare", "it", 170, clip.name, SAMPLE_RATE, **options), clip)
+        return load_training_samples(clip).astype(np.float64)
+
+    def closing_pause(samples: np.ndarray) -> float:
+        loud = np.flatnonzero(np.abs(samples) > 0.01 * np.max(np.abs(samples)))
+        return (len(samples) - loud[-1]) / SAMPLE_RATE
+
+    plain, padded = spoken("plain"), spoken("padded", pad_seconds=1.0)
+    # MP3's frames and the word's fading end add a little; espeak-ng's own pause was about 0.35 s.
+    assert CLOSING_PAUSE_SECONDS <= closing_pause(plain) < CLOSING_PAUSE_SECONDS + 0.1
+    assert closing_pause(padded) > closing_pause(plain) + 0.95
+
+
 def test_the_model_card_says_the_demo_was_tested_on_its_own_data_not_common_voice(tmp_path):
     from deepspeech_it.config import load_config
     from deepspeech_it.pipeline.s06_export import corpora_data

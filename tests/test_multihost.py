@@ -2,12 +2,14 @@
 
 The story: a training started on one host (epoch 1) continues on two (epoch 2). The second host has the data but
 no checkpoint, so it must take the chief's state; the last batch of every epoch holds fewer utterances than there
-are replicas; only the chief may write. The result must be what one host computes with the same global batch.
+are replicas; only the chief may write; the hosts' CPUs would choose different precisions. The result must be what
+one host computes with the same global batch.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -59,12 +61,22 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def train_on_two_hosts(folders: list[Path], epochs: int) -> list[subprocess.CompletedProcess]:
+def pretend_bfloat16_speedup(folder: Path, speedup: float) -> dict[str, str]:
+    """The environment of a host whose CPU multiplies bfloat16 SPEEDUP times as fast as float32 (a sitecustomize
+    replaces the probe before the project is imported)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text("import deepspeech_it.util.machine as machine\n"
+                                             f"machine.bfloat16_speedup = lambda: {speedup!r}\n")
+    return {"PYTHONPATH": os.pathsep.join([str(folder), str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def train_on_two_hosts(folders: list[Path], epochs: int, host_env=None) -> list[subprocess.CompletedProcess]:
     hosts = [f"127.0.0.1:{port}" for port in free_ports(len(folders))]
     processes = []
     for index, folder in enumerate(folders):
         tf_config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
-        env = stage_env(folder, **TINY, EPOCHS=str(epochs), TF_CONFIG=tf_config)
+        own = (host_env or [{}] * len(folders))[index]
+        env = stage_env(folder, **{**TINY, "EPOCHS": str(epochs), "TF_CONFIG": tf_config, **own})
         processes.append(subprocess.Popen([sys.executable, str(PROJECT_ROOT / "scripts" / "04_train.py")], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
@@ -96,7 +108,11 @@ def test_two_hosts_continue_a_training_like_one_host(imported_corpus, tmp_path):
     expected = train_here(alone, epochs=2)
     other_before = files_under(other)
 
-    results = train_on_two_hosts([chief, other], epochs=2)
+    # AMP=1 on a chief whose bfloat16 is slow (float32) and on a host where it is fast: both must train in the
+    # chief's float32, or the losses below would not be the single float32 host's.
+    results = train_on_two_hosts([chief, other], epochs=2,
+                                 host_env=[{"AMP": "1", **pretend_bfloat16_speedup(tmp_path / f"site{i}", speedup)}
+                                           for i, speedup in enumerate([0.5, 4.0])])
 
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
@@ -114,6 +130,7 @@ def test_two_hosts_continue_a_training_like_one_host(imported_corpus, tmp_path):
     lines = [epoch_lines(result.stderr) for result in results]
     assert len(lines[0]) == 1 and lines[0] == lines[1]
     assert "took the chief's training state (epoch 1, batch 0)" in results[1].stderr
+    assert "runs 4.00x as fast as float32 here; training runs in float32" in results[1].stderr
     assert files_under(other) == other_before, "a host other than the chief wrote into its DATA_DIR"
 
 

@@ -124,17 +124,19 @@ class Trainer:
         self.workers = workers or Workers()
         self.strategy, self.chief = self.workers.strategy, self.workers.chief
         keras.utils.set_random_seed(params.random_seed)
+        # One precision for the cluster, the chief's: hosts with other CPUs could choose differently on their own.
+        policy = self.workers.from_chief(keras_policy(params.amp, on_gpu()))
         with self.strategy.scope():
-            policy = keras_policy(params.amp, on_gpu())
             self.model = build_model(alphabet.size + 1, n_hidden=params.n_hidden, dropout=params.dropout,
                                      dtype_policy=policy, seed=params.random_seed)
             self.optimizer = make_optimizer(params.learning_rate, float16=policy == "mixed_float16")
             self.optimizer.build(self.model.trainable_variables)
         if params.amp and not on_gpu():
             # The figure keras_policy decided by, read where it reads it.
-            log.info("AMP=1 on a CPU: bfloat16 matmul runs %.2fx as fast as float32 here, so training runs in %s "
-                     "(bfloat16 from %.1fx)", network.bfloat16_speedup(), "bfloat16" if policy == "mixed_bfloat16" else
-                     "float32", MIN_BFLOAT16_SPEEDUP)
+            log.info("AMP=1 on a CPU: bfloat16 matmul runs %.2fx as fast as float32 here; training runs in %s "
+                     "(bfloat16 from %.1fx%s)", network.bfloat16_speedup(),
+                     "bfloat16" if policy == "mixed_bfloat16" else "float32", MIN_BFLOAT16_SPEEDUP,
+                     ", the chief's choice on every host" if self.workers.several else "")
         self.augmenter = Augmenter(params.augment, params.random_seed)
         self.global_step = 0
         self.progress = Progress()
