@@ -40,9 +40,6 @@ GOAL_UTILISATION = 0.5
 DEMO_N_HIDDEN, DEMO_BATCH = 384, 32     # the Makefile's DEMO_SETTINGS
 
 
-HALF_DTYPES = {"mixed_float16": tf.float16, "mixed_bfloat16": tf.bfloat16}
-
-
 def half_policy() -> str:
     """The half precision AMP can choose, measured here whether or not this CPU's bfloat16 rate makes AMP choose it."""
     return "mixed_float16" if on_gpu() else "mixed_bfloat16"
@@ -129,7 +126,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--n-hidden", type=int, default=2048)
     args = parser.parse_args(argv)
     device = "GPU" if on_gpu() else "CPU"
-    amp_dtype = HALF_DTYPES[half_policy()]
+    amp_dtype = tf.as_dtype(keras.mixed_precision.Policy(half_policy()).compute_dtype)
     results = {"device": device, "batch": args.batch, "utterance_seconds": args.seconds, "n_hidden": args.n_hidden}
     for label, amp, dtype in (("float32", False, tf.float32), ("amp", True, amp_dtype)):
         # The roofline is taken around the training run, the better of the two, so a neighbour's load on a shared

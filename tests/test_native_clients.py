@@ -63,14 +63,16 @@ def test_clients_accept_our_scorer_without_the_mapping_warning(models, scorer):
     assert all("scorer accepted" in line for line in evidence.values())
 
 
-def _agreement(model, clips, scorer_path, client_beam_width=None):
-    ours = Transcriber(model, scorer_path, num_threads=1)
-    mine = [ours.transcribe_file(c.path).text for c in clips]
+def _clients_texts(model, clips, scorer_path=None, beam_width=None) -> dict[str, list[str]]:
     files = [c.path for c in clips]
-    theirs = {r.name: [x["text"] for x in native_clients.run_client(r, model, files, scorer_path=scorer_path,
-                                                                   beam_width=client_beam_width).results]
-              for r in native_clients.RELEASES}
-    return mine, theirs
+    return {r.name: [x["text"] for x in native_clients.run_client(r, model, files, scorer_path=scorer_path,
+                                                                  beam_width=beam_width).results]
+            for r in native_clients.RELEASES}
+
+
+def _agreement(model, clips, scorer_path):
+    ours = Transcriber(model, scorer_path, num_threads=1)
+    return [ours.transcribe_file(c.path).text for c in clips], _clients_texts(model, clips, scorer_path)
 
 
 @pytest.mark.parametrize("with_scorer", [False, True], ids=["greedy-vs-beam", "scorer"])
@@ -96,10 +98,9 @@ def test_quantized_model_runs_as_in_the_clients(models, clips):
     """
     model = models["quantized"]
     ours = Transcriber(model, num_threads=1)
-    mine = [clients_beam_one(ours.model.probabilities(load_audio(c.path, ours.model.info.sample_rate)), ALPHABET) for c in clips]
-    theirs = {r.name: [x["text"] for x in native_clients.run_client(r, model, [c.path for c in clips],
-                                                                   beam_width=1).results]
-              for r in native_clients.RELEASES}
+    rate = ours.model.info.sample_rate
+    mine = [clients_beam_one(ours.model.probabilities(load_audio(c.path, rate)), ALPHABET) for c in clips]
+    theirs = _clients_texts(model, clips, beam_width=1)
     to_deepspeech = jiwer.cer(mine, theirs["deepspeech"])
     print(f"quantised, beam 1: CER to stt {jiwer.cer(mine, theirs['stt']):.4f}, "
           f"to deepspeech {to_deepspeech:.4f}, stt to deepspeech {jiwer.cer(theirs['stt'], theirs['deepspeech']):.4f}")
