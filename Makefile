@@ -10,6 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-done
 KENLM_PREFIX := tools/kenlm
+LSTM_KERNEL_PREFIX := tools/lstm-kernel
 NATIVE_CLIENTS := tools/native-clients
 DEMO_DIR ?= $(CURDIR)/work-demo
 # Sized for a 2-core CPU: a small network, a short training, a small alpha/beta grid, aiming at 20 min for the whole
@@ -29,7 +30,7 @@ DEMO_DIR ?= $(CURDIR)/work-demo
 DEMO_AUGMENT ?= overlay[p=0.5,source=$(DEMO_DIR)/sources/noise/noise.csv,snr=30:8~4] \
 	reverb[p=0.3,delay=40~20,decay=12:3~1] resample[p=0.3,rate=12000:7000~1000] tempo[p=0.5,factor=1~0.25] \
 	frequency_mask[p=0.5,n=1:3,size=1:5]
-DEMO_SETTINGS ?= N_HIDDEN=384 BATCH_SIZE=32 EPOCHS=11 SORTED_EPOCHS=1 LEARNING_RATE=0.001 LR_SCHEDULE=constant \
+DEMO_SETTINGS ?= N_HIDDEN=384 BATCH_SIZE=32 EPOCHS=14 SORTED_EPOCHS=1 LEARNING_RATE=0.001 LR_SCHEDULE=constant \
 	DROPOUT=0.1 AMP=1 EARLY_STOP=1 ES_EPOCHS=4 LM_EVALUATE_RANGE="0.75:1.25:3,1:3:3" AUGMENT="$(DEMO_AUGMENT)"
 
 DEBIAN_PACKAGES := sox libsox-fmt-mp3 lame espeak-ng fortunes-it cmake build-essential \
@@ -44,15 +45,17 @@ STAGES := check-sources import-cv build-lm train-model evaluate-lm export
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment, KenLM, the CTC decoder and the native clients; once
+setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment, KenLM, the CTC decoder, the LSTM kernel and the native clients; once
 
 $(SETUP_STAMP): requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh \
-		deepspeech_it/decode/ctc_beam_search.cc deepspeech_it/export/client_libraries.py
+		deepspeech_it/decode/ctc_beam_search.cc deepspeech_it/export/client_libraries.py \
+		scripts/build_lstm_kernel.sh deepspeech_it/model/lstm_kernel.cc
 	scripts/install_debian_packages.sh $(DEBIAN_PACKAGES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	PYTHON=$(PY) scripts/build_kenlm.sh $(KENLM_PREFIX)
+	PYTHON=$(PY) scripts/build_lstm_kernel.sh $(LSTM_KERNEL_PREFIX)
 	$(PY) -m deepspeech_it.export.client_libraries $(NATIVE_CLIENTS)
 	touch $@
 

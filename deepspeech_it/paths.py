@@ -13,6 +13,9 @@ KENLM_PREFIX = PROJECT_ROOT / "tools" / "kenlm"
 KENLM_BIN = KENLM_PREFIX / "bin"
 DECODER_LIBRARY = KENLM_PREFIX / "lib" / "libctc_beam_search.so"
 KENLM_PROGRAMS = ("lmplz", "build_binary", "filter")
+# `make setup` builds the fused CPU kernel of the LSTM's time loop here, for the installed TensorFlow
+# (scripts/build_lstm_kernel.sh).
+LSTM_KERNEL_LIBRARY = PROJECT_ROOT / "tools" / "lstm-kernel" / "liblstm_kernel.so"
 # `make setup` and the image's build install the native client libraries here (export/client_libraries.py).
 NATIVE_CLIENTS_DIR = PROJECT_ROOT / "tools" / "native-clients"
 

@@ -8,6 +8,7 @@ and Saver) that writes and reads name-based checkpoints the way DeepSpeech's tra
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import keras
@@ -16,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.model import checkpoint
+from deepspeech_it.model import checkpoint, lstm_kernel
 from deepspeech_it.model.checkpoint import (BEST_PREFIX, BEST_STATE_FILE, BETA1, BETA2, EPSILON, CheckpointError,
                                             listed_checkpoints, load_training_state, load_weights_by_ds_name,
                                             optimizer_counters, read_bundle, restore_optimizer_counters,
@@ -59,14 +60,24 @@ def test_names_shapes_and_parameter_count_match_deepspeech_at_2048(alphabet_file
         assert count_parameters(model) == 47_224_861
 
 
-def test_cpu_lstm_path_equals_the_keras_lstm_layer():
-    """Without a GPU the model runs the LSTM's arithmetic with the input projection hoisted out of the time loop;
-    with one it calls the Keras layer (cuDNN). Both must give the layer's numbers, forward and backward."""
+def without_fused_kernel():
+    return None, "TensorFlow's loop (switched off by the test)"
+
+
+@pytest.mark.parametrize("loop", ["fused kernel", "TensorFlow ops"])
+@pytest.mark.parametrize("batch, frames", [(BATCH, FRAMES), (1, 1), (8, 5)])
+def test_cpu_lstm_path_equals_the_keras_lstm_layer(loop, batch, frames, monkeypatch):
+    """Without a GPU the model runs the LSTM's arithmetic with the input projection hoisted out of the time loop,
+    the loop itself in the fused CPU kernel (float32) or in TensorFlow ops (where the kernel is missing); with one it
+    calls the Keras layer (cuDNN). Each must give the layer's numbers, forward and backward, also for batches that do
+    not split evenly between the kernel's threads."""
+    if loop == "TensorFlow ops":
+        monkeypatch.setattr(lstm_kernel, "load", without_fused_kernel)
     model = build_model(N_CLASSES, n_hidden=N_HIDDEN, seed=4)
     rng = np.random.default_rng(2)
     for variable in model.lstm.weights:
         variable.assign(rng.normal(size=variable.shape).astype(np.float32) * 0.4)
-    x = tf.constant(rng.normal(size=(BATCH, FRAMES, N_HIDDEN)).astype(np.float32))
+    x = tf.constant(rng.normal(size=(batch, frames, N_HIDDEN)).astype(np.float32))
     results = []
     for run in (lambda: model.lstm(x), lambda: lstm_hoisted(model.lstm, x)):
         with tf.GradientTape() as tape:
@@ -75,6 +86,26 @@ def test_cpu_lstm_path_equals_the_keras_lstm_layer():
         results.append([out] + tape.gradient(loss, model.lstm.trainable_variables))
     for keras_value, hoisted_value in zip(*results):
         np.testing.assert_allclose(hoisted_value.numpy(), keras_value.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_make_setup_builds_a_fused_kernel_that_loads_here():
+    """The fused kernel is what makes CPU training fast; a build that silently failed would only show as slowness."""
+    ops, line = lstm_kernel.load()
+    if platform.machine() == "x86_64" and not set(lstm_kernel.X86_FLAGS) <= lstm_kernel._cpu_flags():
+        assert ops is None and "AVX2 and FMA" in line
+    else:
+        assert ops is not None, line
+        assert line == "the fused CPU kernel (float32)"
+
+
+def test_a_missing_or_damaged_kernel_falls_back_to_tensorflow_ops_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(lstm_kernel, "LSTM_KERNEL_LIBRARY", tmp_path / "liblstm_kernel.so")
+    ops, line = lstm_kernel.load.__wrapped__()
+    assert ops is None and "not built; make setup builds it" in line
+    (tmp_path / "liblstm_kernel.so").write_bytes(b"\x7fELF not really a library")
+    monkeypatch.setattr(lstm_kernel, "_cpu_flags", lambda: set(lstm_kernel.X86_FLAGS))
+    ops, line = lstm_kernel.load.__wrapped__()
+    assert ops is None and "does not load" in line and "make setup rebuilds it" in line
 
 
 # ------------------------------------------------------------------------------------------------ reference

@@ -6,7 +6,8 @@ last, no activation). Dropout follows the clipped ReLU of layers 1, 2, 3 and 5, 
 
 The LSTM is a stock ``keras.layers.LSTM`` with tanh/sigmoid, no recurrent dropout and no mask, so on a GPU Keras runs
 it on the fused cuDNN kernel; without a GPU ``lstm_hoisted`` computes the same layer with its variables, organised
-as cuDNN does (Keras' generic loop is several times slower and needs gigabytes more for backprop). Its weights differ from DeepSpeech's only in layout: DeepSpeech keeps one kernel
+as cuDNN does (Keras' generic loop is several times slower and needs gigabytes more for backprop), its time loop in
+the project's own CPU kernel (``lstm_kernel.cc``). Its weights differ from DeepSpeech's only in layout: DeepSpeech keeps one kernel
 ``[n_in + n_cell, 4 n_cell]`` over ``[x; h]`` with gate blocks in i, c, f, o order, Keras keeps ``kernel`` (x rows)
 and ``recurrent_kernel`` (h rows) with gate blocks in i, f, c, o order. ``ds_tensors`` maps between the two, and the
 same mapping serves the Adam moments of those weights.
@@ -20,6 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from deepspeech_it.model import lstm_kernel
 from deepspeech_it.model.features import N_INPUT, WINDOWED_INPUT, context_windows
 from deepspeech_it.util.machine import bfloat16_speedup
 from deepspeech_it.util.tf_runtime import keras, tf
@@ -125,19 +127,46 @@ def lstm_hoisted(layer: keras.layers.LSTM, x):
     Keras' generic loop multiplies each frame by both kernels and reads the weights inside the loop, so backprop
     keeps a copy of the recurrent kernel per frame (gigabytes at N_HIDDEN=2048) and accumulates its gradient one
     frame at a time. Here, as in cuDNN, the input projection of all frames is one large matmul, and so are the
-    gradients of both kernels; only the products with ``h`` stay inside the time loop.
+    gradients of both kernels; only the products with ``h`` stay inside the time loop. The loop runs in the fused
+    kernel where it loads, in float32 whatever the policy, else in TensorFlow ops in the policy's dtype.
     """
     dtype = layer.compute_dtype
     kernel = tf.cast(layer.cell.kernel.value, dtype)
-    recurrent = tf.cast(layer.cell.recurrent_kernel.value, dtype)
     bias = tf.cast(layer.cell.bias.value, dtype)
     projected = tf.tensordot(tf.transpose(tf.cast(x, dtype), [1, 0, 2]), kernel, axes=1) + bias  # [time, batch, 4n]
-    return tf.transpose(lstm_recurrence(projected, recurrent), [1, 0, 2])
+    recurrent = layer.cell.recurrent_kernel.value
+    if lstm_kernel.load()[0] is not None:
+        hs = lstm_recurrence_fused(tf.cast(projected, tf.float32), tf.cast(recurrent, tf.float32))
+    else:
+        hs = lstm_recurrence_ops(projected, tf.cast(recurrent, dtype))
+    return tf.transpose(tf.cast(hs, dtype), [1, 0, 2])
+
+
+def _recurrent_kernel_gradient(hs, d_projected):
+    """The recurrent kernel's gradient: one product over all frames of h before each frame and that frame's
+    pre-activation gradient."""
+    units = hs.shape[-1]
+    h_prev = tf.concat([tf.zeros_like(hs[:1]), hs[:-1]], axis=0)
+    return tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(d_projected, [-1, 4 * units]), transpose_a=True)
 
 
 @tf.custom_gradient
-def lstm_recurrence(projected, recurrent):
-    """h for every frame [time, batch, n] from the projected inputs [time, batch, 4n] and the recurrent kernel."""
+def lstm_recurrence_fused(projected, recurrent):
+    """h for every frame [time, batch, n] from the projected inputs [time, batch, 4n] and the recurrent kernel
+    [n, 4n], float32, in the fused kernel (lstm_kernel.cc)."""
+    ops, _ = lstm_kernel.load()
+    hs, cs, gates = ops.deep_speech_it_lstm_forward(projected, recurrent)
+
+    def gradient(d_hs):
+        d_projected = ops.deep_speech_it_lstm_backward(d_hs, cs, gates, recurrent)
+        return d_projected, _recurrent_kernel_gradient(hs, d_projected)
+
+    return hs, gradient
+
+
+@tf.custom_gradient
+def lstm_recurrence_ops(projected, recurrent):
+    """What lstm_recurrence_fused computes, in TensorFlow ops of any float dtype."""
     batch, units = tf.shape(projected)[1], recurrent.shape[0]
     zeros = tf.zeros([batch, units], projected.dtype)
 
@@ -152,7 +181,6 @@ def lstm_recurrence(projected, recurrent):
 
     def gradient(d_hs):
         c_prev = tf.concat([zeros[None], cs[:-1]], axis=0)
-        h_prev = tf.concat([zeros[None], hs[:-1]], axis=0)
 
         def back(carry, frame):
             dh_next, dc_next, _ = carry
@@ -167,9 +195,7 @@ def lstm_recurrence(projected, recurrent):
 
         _, _, d_projected = tf.scan(back, (d_hs, cs, c_prev, gates), initializer=(zeros, zeros, gates[0] * 0),
                                     reverse=True)
-        d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(d_projected, [-1, 4 * units]),
-                                transpose_a=True)
-        return d_projected, d_recurrent
+        return d_projected, _recurrent_kernel_gradient(hs, d_projected)
 
     return hs, gradient
 

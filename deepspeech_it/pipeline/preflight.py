@@ -186,6 +186,11 @@ def check_tools() -> list[Finding]:
             findings.append(Finding(False, f"Python module {module} ({purpose}) missing; run `make setup`"))
         else:
             findings.append(Finding(True, f"Python module {module} ({purpose})"))
+    if importlib.util.find_spec("tensorflow") is not None:
+        # Imported here, where TensorFlow is known to be there. Not a failure: training without the kernel is correct,
+        # only slower on a CPU (a GPU runs cuDNN's LSTM instead).
+        from deepspeech_it.model import lstm_kernel
+        findings.append(Finding(True, f"LSTM time loop on a CPU: {lstm_kernel.load()[1]}"))
     import soundfile
 
     if "MP3" not in soundfile.available_formats():
