@@ -14,7 +14,7 @@ LSTM_KERNEL_PREFIX := tools/lstm-kernel
 NATIVE_CLIENTS := tools/native-clients
 DEMO_DIR ?= $(CURDIR)/work-demo
 # Sized for a 2-core CPU: a small network, a short training, a small alpha/beta grid, aiming at 20 min for the whole
-# demo on the slower 2-core machines (README, "What has been measured": 19 min on an Intel Xeon). Training is
+# demo on the slower 2-core machines (README, "What has been measured": 18 min 24 s on an AMD EPYC). Training is
 # augmented as for users facing noisy, reverberant, band-limited, faster or slower speech; the overlay noise is the
 # demo's own (scripts/make_demo_corpus.py: coloured noise and babble of training voices). DEMO_AUGMENT= trains it
 # clean. The augmentations' clock makes a curriculum: noise, echo and band limit start faint (snr 30 dB, decay 12 dB,
@@ -22,9 +22,9 @@ DEMO_DIR ?= $(CURDIR)/work-demo
 # No codec: its Opus round trip makes each epoch slower, so fewer epochs fit.
 # N_HIDDEN=384 rather than 512: an epoch costs about two thirds, and on this corpus more epochs of the narrower
 # model beat fewer of the wider one, while 256 ended no better than 384 in the same time; BATCH_SIZE=16 learns more
-# per epoch but trains 1.6 times slower per second of audio, and ended where 32 did, later (README, "What has been
+# per epoch but trained 1.6 times slower per second of audio, and ended where 32 did, later (README, "What has been
 # measured"). AMP=1 trains in bfloat16 only on CPUs that multiply it faster than float32. DROPOUT=0.1: the
-# augmentations already regularise, and a short training learns faster with less. 11 epochs; the first goes from
+# augmentations already regularise, and a short training learns faster with less. 14 epochs (11 before the LSTM's CPU kernel); the first goes from
 # short clips to long (SORTED_EPOCHS=1); the rate stays constant (a cosine decay did worse against augmentations that
 # end hardest). The alpha/beta grid is centred where stage 05 chose on this corpus before.
 DEMO_AUGMENT ?= overlay[p=0.5,source=$(DEMO_DIR)/sources/noise/noise.csv,snr=30:8~4] \

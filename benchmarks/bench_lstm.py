@@ -49,7 +49,7 @@ def ops_loop():
 def loop_step(recurrence, n_hidden: int, batch: int):
     rng = np.random.default_rng(0)
     projected = tf.Variable(rng.normal(size=(frames(), batch, 4 * n_hidden)).astype(np.float32))
-    recurrent = tf.Variable(rng.normal(size=(n_hidden, 4 * n_hidden)).astype(np.float32) / np.sqrt(n_hidden))
+    recurrent = tf.Variable((rng.normal(size=(n_hidden, 4 * n_hidden)) / np.sqrt(n_hidden)).astype(np.float32))
 
     @tf.function
     def step():

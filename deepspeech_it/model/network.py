@@ -127,19 +127,18 @@ def lstm_hoisted(layer: keras.layers.LSTM, x):
     Keras' generic loop multiplies each frame by both kernels and reads the weights inside the loop, so backprop
     keeps a copy of the recurrent kernel per frame (gigabytes at N_HIDDEN=2048) and accumulates its gradient one
     frame at a time. Here, as in cuDNN, the input projection of all frames is one large matmul, and so are the
-    gradients of both kernels; only the products with ``h`` stay inside the time loop. The loop runs in the fused
-    kernel where it loads, in float32 whatever the policy, else in TensorFlow ops in the policy's dtype.
+    gradients of both kernels; only the products with ``h`` stay inside the time loop. In float32 the loop runs in
+    the fused kernel where it loads; in bfloat16 it stays in TensorFlow ops, whose bfloat16 products beat the
+    kernel's float32 ones (at N_HIDDEN=2048, batch 32, one training step took 10.1 s against 19.8 s).
     """
     dtype = layer.compute_dtype
     kernel = tf.cast(layer.cell.kernel.value, dtype)
     bias = tf.cast(layer.cell.bias.value, dtype)
     projected = tf.tensordot(tf.transpose(tf.cast(x, dtype), [1, 0, 2]), kernel, axes=1) + bias  # [time, batch, 4n]
-    recurrent = layer.cell.recurrent_kernel.value
-    if lstm_kernel.load()[0] is not None:
-        hs = lstm_recurrence_fused(tf.cast(projected, tf.float32), tf.cast(recurrent, tf.float32))
-    else:
-        hs = lstm_recurrence_ops(projected, tf.cast(recurrent, dtype))
-    return tf.transpose(tf.cast(hs, dtype), [1, 0, 2])
+    recurrent = tf.cast(layer.cell.recurrent_kernel.value, dtype)
+    fused = dtype == "float32" and lstm_kernel.load()[0] is not None
+    hs = (lstm_recurrence_fused if fused else lstm_recurrence_ops)(projected, recurrent)
+    return tf.transpose(hs, [1, 0, 2])
 
 
 def _recurrent_kernel_gradient(hs, d_projected):

@@ -138,7 +138,8 @@ class Trainer:
                      "bfloat16" if policy == "mixed_bfloat16" else "float32", MIN_BFLOAT16_SPEEDUP,
                      ", the chief's choice on every host" if self.workers.several else "")
         if not on_gpu():
-            log.info("LSTM time loop: %s", lstm_kernel.load()[1])
+            log.info("LSTM time loop: %s", lstm_kernel.load()[1] if policy == "float32" else
+                     "TensorFlow ops in bfloat16 (faster than the fused kernel, which is float32)")
         self.augmenter = Augmenter(params.augment, params.random_seed)
         self.global_step = 0
         self.progress = Progress()
