@@ -45,11 +45,11 @@ template <typename Work>
 void for_batch_shares(OpKernelContext* context, int64_t batch, Work work) {
     auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
     const int64_t shares = std::min<int64_t>(batch, pool->NumThreads());
-    const int64_t block = (batch + shares - 1) / std::max<int64_t>(shares, 1);
     if (shares <= 1) {
         work(0, batch);
         return;
     }
+    const int64_t block = (batch + shares - 1) / shares;
     pool->ParallelFor(batch, tensorflow::thread::ThreadPool::SchedulingParams::Fixed(block), work);
 }
 

@@ -35,3 +35,11 @@ def load() -> tuple[object | None, str]:
         first_line = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
         return None, f"TensorFlow's loop (the fused kernel does not load: {first_line}; make setup rebuilds it)"
     return ops, "the fused CPU kernel (float32)"
+
+
+def loop_for(dtype: str) -> tuple[object | None, str]:
+    """load()'s answer for a loop computing in DTYPE: the kernel is float32, and in bfloat16 TensorFlow's own
+    products beat it (network.lstm_hoisted)."""
+    if dtype != "float32":
+        return None, f"TensorFlow ops in {dtype} (faster than the fused kernel, which is float32)"
+    return load()

@@ -136,8 +136,8 @@ def lstm_hoisted(layer: keras.layers.LSTM, x):
     bias = tf.cast(layer.cell.bias.value, dtype)
     projected = tf.tensordot(tf.transpose(tf.cast(x, dtype), [1, 0, 2]), kernel, axes=1) + bias  # [time, batch, 4n]
     recurrent = tf.cast(layer.cell.recurrent_kernel.value, dtype)
-    fused = dtype == "float32" and lstm_kernel.load()[0] is not None
-    hs = (lstm_recurrence_fused if fused else lstm_recurrence_ops)(projected, recurrent)
+    fused, _ = lstm_kernel.loop_for(dtype)
+    hs = (lstm_recurrence_ops if fused is None else lstm_recurrence_fused)(projected, recurrent)
     return tf.transpose(hs, [1, 0, 2])
 
 

@@ -138,8 +138,7 @@ class Trainer:
                      "bfloat16" if policy == "mixed_bfloat16" else "float32", MIN_BFLOAT16_SPEEDUP,
                      ", the chief's choice on every host" if self.workers.several else "")
         if not on_gpu():
-            log.info("LSTM time loop: %s", lstm_kernel.load()[1] if policy == "float32" else
-                     "TensorFlow ops in bfloat16 (faster than the fused kernel, which is float32)")
+            log.info("LSTM time loop: %s", lstm_kernel.loop_for(self.model.lstm.compute_dtype)[1])
         self.augmenter = Augmenter(params.augment, params.random_seed)
         self.global_step = 0
         self.progress = Progress()
