@@ -2,10 +2,9 @@
 //
 // The same recurrence written with TensorFlow ops (network.py: lstm_recurrence_ops) pays the graph executor for
 // about forty small ops per frame (the gate slices, the activations, the loop's own bookkeeping), and the two
-// cores wait on each other after every one of them: on the demo's model (N_HIDDEN=384, batch 32) that is three
-// quarters of the loop's time. Here every worker thread takes a fixed share of the batch and runs all frames of
-// its rows on its own, one small matrix product and one pass over the gates per frame, so the threads meet once
-// per call. Gate blocks are Keras' order i, f, c, o; the arithmetic is lstm_recurrence_ops', which the tests
+// cores wait on each other after every one of them (benchmarks/bench_lstm.py measures the two). Here every worker
+// thread takes a fixed share of the batch and runs all frames of its rows on its own, one small matrix product and
+// one pass over the gates per frame, so the threads meet once per call. Gate blocks are Keras' order i, f, c, o; the arithmetic is lstm_recurrence_ops', which the tests
 // compare with keras.layers.LSTM.
 //
 //   DeepSpeechItLstmForward(projected [T, B, 4N], recurrent [N, 4N]) -> hs, cs [T, B, N], gates [T, B, 4N]

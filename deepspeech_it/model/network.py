@@ -129,7 +129,7 @@ def lstm_hoisted(layer: keras.layers.LSTM, x):
     frame at a time. Here, as in cuDNN, the input projection of all frames is one large matmul, and so are the
     gradients of both kernels; only the products with ``h`` stay inside the time loop. In float32 the loop runs in
     the fused kernel where it loads; in bfloat16 it stays in TensorFlow ops, whose bfloat16 products beat the
-    kernel's float32 ones (at N_HIDDEN=2048, batch 32, one training step took 10.1 s against 19.8 s).
+    kernel's float32 ones (README, "Training": make bench at N_HIDDEN=2048).
     """
     dtype = layer.compute_dtype
     kernel = tf.cast(layer.cell.kernel.value, dtype)
