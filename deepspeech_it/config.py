@@ -93,9 +93,12 @@ class Config:
     sorted_epochs: int = var("1", as_integer(0, MAX_EPOCHS), "First epochs whose batches go from the shortest clips "
                              "to the longest (SortaGrad); the others are shuffled")
     learning_rate: float = var("0.0001", as_number(0.0, 1.0, open_min=True), "Adam learning rate")
-    lr_schedule: str = var("constant", as_pattern(r"constant|cosine", "constant or cosine"),
+    lr_schedule: str = var("constant", as_pattern(r"constant|cosine|tail", "constant, cosine or tail"),
                            "constant: LEARNING_RATE throughout (DeepSpeech's); cosine: falls from LEARNING_RATE "
-                           "to a hundredth of it over EPOCHS")
+                           "to a hundredth of it over EPOCHS; tail: constant, then falls in a straight line to a "
+                           "hundredth of it over the last LR_TAIL_EPOCHS epochs")
+    lr_tail_epochs: int = var("3", as_integer(1, MAX_EPOCHS), "With LR_SCHEDULE=tail: the last epochs, over which "
+                              "the learning rate falls (all of them when it is EPOCHS or more)")
     dropout: float = var("0.4", as_number(0.0, 1.0, open_max=True), "Dropout rate of layers 1, 2, 3 and 5")
     early_stop: bool = var("1", as_flag, "1 stops when the dev loss has not improved for ES_EPOCHS epochs")
     es_epochs: int = var("10", as_integer(1, MAX_EPOCHS), "Epochs without dev improvement before early stopping")

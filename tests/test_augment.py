@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -299,6 +301,17 @@ def test_tempo_plans_batches_by_the_frames_the_pipeline_will_make(tmp_path):
         return sum(len(b) * max(expected[b]) - sum(expected[b]) for b in batches)
 
     assert padding(plan) < 0.4 * padding(batch_plan(len(samples), 4, 1, 2))
+
+
+def test_every_epochs_plan_reuses_one_traced_graph(tmp_path, caplog):
+    # a graph traced per epoch made TensorFlow warn about retracing from the sixth epoch on
+    samples = speech_like_clips(tmp_path, count=12, step=0.05)
+    augmenter = Augmenter((parse_spec("tempo[p=0.6,factor=1~0.3]"),), seed=3)
+    with caplog.at_level(logging.WARNING):
+        for epoch in range(7):
+            training_plan(samples[:12 - epoch], 4, 1, epoch, augmenter, epochs=7)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+    assert augmenter._trained_frames_graph.experimental_get_tracing_count() == 1
 
 
 def test_sorted_epochs_go_from_the_shortest_batch_to_the_longest_then_shuffle(tmp_path):

@@ -20,7 +20,7 @@ import tensorflow as tf
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.model.checkpoint import latest_checkpoint, load_weights_by_ds_name, read_progress
 from deepspeech_it.model.dataset import batch_plan, read_csvs, replica_shares
-from deepspeech_it.model.trainer import COSINE_FINAL_FRACTION, scheduled_rate
+from deepspeech_it.model.trainer import FINAL_FRACTION, scheduled_rate
 from deepspeech_it.model.training import Trainer, TrainParams, train_and_test
 
 from conftest import GPU_VISIBLE
@@ -131,10 +131,41 @@ def test_tiny_model_learns_and_writes_deepspeech_layout(corpus, tmp_path):
 
 def test_cosine_schedule_falls_from_the_rate_to_its_final_fraction():
     rates = [scheduled_rate(2e-3, "cosine", x / 10) for x in range(11)]
-    assert rates[0] == pytest.approx(2e-3) and rates[-1] == pytest.approx(2e-3 * COSINE_FINAL_FRACTION)
-    assert rates[5] == pytest.approx(2e-3 * (1 + COSINE_FINAL_FRACTION) / 2)
+    assert rates[0] == pytest.approx(2e-3) and rates[-1] == pytest.approx(2e-3 * FINAL_FRACTION)
+    assert rates[5] == pytest.approx(2e-3 * (1 + FINAL_FRACTION) / 2)
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert scheduled_rate(2e-3, "cosine", 1.5) == rates[-1] and scheduled_rate(2e-3, "constant", 0.7) == 2e-3
+
+
+def test_tail_schedule_keeps_the_rate_then_falls_in_a_straight_line_over_its_last_epochs():
+    # 10 epochs, the last 4 falling: positions 0.6 to 1.0
+    rates = [scheduled_rate(2e-3, "tail", x / 10, 0.4) for x in range(11)]
+    assert rates[:7] == [2e-3] * 7
+    assert rates[8] == pytest.approx(2e-3 * (1 + FINAL_FRACTION) / 2) and rates[10] == pytest.approx(2e-3 * FINAL_FRACTION)
+    steps = [a - b for a, b in zip(rates[6:], rates[7:])]
+    assert steps == pytest.approx([steps[0]] * 4) and steps[0] > 0
+    assert scheduled_rate(2e-3, "tail", 1.5, 0.4) == rates[-1]
+    # a tail as long as the training falls from the first batch
+    assert scheduled_rate(2e-3, "tail", 0.5, 1.0) == pytest.approx(2e-3 * (1 + FINAL_FRACTION) / 2)
+
+
+def test_tail_training_falls_over_its_last_epochs_only(corpus, tmp_path):
+    train, _ = read_csvs([corpus / "train.csv"], ALPHABET)
+    rates = []
+    params = replace(TINY, lr_schedule="tail", lr_tail_epochs=1)
+    trainer = Trainer(train, [], ALPHABET, params, tmp_path / "c", tmp_path / "t", tmp_path / "r",
+                      progress_enabled=False)
+    trainer.restore()
+    schedule = trainer._schedule_rate
+
+    def recorded(position):
+        schedule(position)
+        rates.append(trainer.learning_rate)
+    trainer._schedule_rate = recorded
+    trainer.run()
+    assert len(rates) == 9                                          # 3 epochs of 3 batches
+    assert rates[:7] == pytest.approx([3e-3] * 7, rel=1e-6)         # the last epoch starts at the full rate
+    assert rates[8] == pytest.approx(3e-3 * (1 - (1 - FINAL_FRACTION) * 2 / 3), rel=1e-5)
 
 
 def test_cosine_training_ends_at_the_scheduled_rate_and_plateaus_scale_it(corpus, tmp_path):

@@ -11,6 +11,8 @@ move from a to b over EPOCHS (with early stopping the end values may never be re
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from deepspeech_it.model.augment_graph import apply_graph_augmentations, fires, own_seed, tempo_frames
@@ -55,6 +57,12 @@ class Augmenter:
         (same seeds, same clock), so that a batch plan can put clips of similar trained length together. FRAMES are
         the clips' own: a sample-domain augmentation that changes a clip's length (resample, codec, by a few
         samples) is not foreseen, and only makes that batch's padding differ from the plan's."""
+        return self._trained_frames_graph(tf.constant(frames, tf.int32), tf.constant(min_frames, tf.int32),
+                                          tf.constant(clocks, tf.float32), tf.constant(seeds, tf.int64)).numpy()
+
+    @functools.cached_property
+    def _trained_frames_graph(self):
+        """trained_frames as one graph, traced once for every epoch's plan (its signature admits any clip count)."""
         tempos = self._tempos
 
         def one(clip):
@@ -65,9 +73,10 @@ class Augmenter:
                 length = changed if aug.p >= 1.0 else tf.where(fires(aug, own), changed, length)
             return length
 
-        clips = (tf.constant(frames, tf.int32), tf.constant(min_frames, tf.int32), tf.constant(clocks, tf.float32),
-                 tf.constant(seeds, tf.int64))
-        return tf.function(lambda *c: tf.map_fn(one, c, fn_output_signature=tf.int32))(*clips).numpy()
+        signature = (tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int32),
+                     tf.TensorSpec([None], tf.float32), tf.TensorSpec([None, 2], tf.int64))
+        return tf.function(lambda *clips: tf.map_fn(one, clips, fn_output_signature=tf.int32),
+                           input_signature=signature)
 
     def clip_seeds(self, epoch: int, ids: np.ndarray) -> np.ndarray:
         """[n, 2] int64 stateless seeds, one per clip of the epoch."""

@@ -34,22 +34,25 @@ log = logging.getLogger(__name__)
 MIN_DELTA = 0.05
 
 
-# The cosine schedule ends at this fraction of LEARNING_RATE rather than at 0, so that the last batches still learn.
-COSINE_FINAL_FRACTION = 0.01
+# The falling schedules end at this fraction of LEARNING_RATE rather than at 0, so that the last batches still learn.
+FINAL_FRACTION = 0.01
 
 
 class TrainingError(PipelineError, RuntimeError):
     pass
 
 
-def scheduled_rate(learning_rate: float, schedule: str, position: float) -> float:
-    """The learning rate at POSITION, the fraction of all epochs done (0 to 1): constant (DeepSpeech's) or falling
-    along a half cosine to COSINE_FINAL_FRACTION of it at the end."""
+def scheduled_rate(learning_rate: float, schedule: str, position: float, tail_fraction: float = 1.0) -> float:
+    """The learning rate at POSITION, the fraction of all epochs done (0 to 1): constant (DeepSpeech's); falling
+    along a half cosine to FINAL_FRACTION of it at the end; or, for "tail", constant until the last TAIL_FRACTION
+    of the training and from there falling in a straight line to FINAL_FRACTION of it."""
     if schedule == "constant":
         return learning_rate
-    fraction = min(max(position, 0.0), 1.0)
-    return learning_rate * (COSINE_FINAL_FRACTION +
-                            (1.0 - COSINE_FINAL_FRACTION) * 0.5 * (1.0 + math.cos(math.pi * fraction)))
+    if schedule == "cosine":
+        fraction = min(max(position, 0.0), 1.0)
+        return learning_rate * (FINAL_FRACTION + (1.0 - FINAL_FRACTION) * 0.5 * (1.0 + math.cos(math.pi * fraction)))
+    fraction = min(max((position - (1.0 - tail_fraction)) / tail_fraction, 0.0), 1.0)
+    return learning_rate * (1.0 - (1.0 - FINAL_FRACTION) * fraction)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class TrainParams:
     n_hidden: int = 2048
     dropout: float = 0.4
     learning_rate: float = 1e-4
-    lr_schedule: str = "constant"               # or "cosine": see scheduled_rate
+    lr_schedule: str = "constant"               # or "cosine" or "tail": see scheduled_rate
+    lr_tail_epochs: int = 3                     # "tail": the last epochs, over which the rate falls
     batch_size: int = 64
     epochs: int = 30
     sorted_epochs: int = 1                      # epochs in order of length before shuffled ones (SortaGrad)
@@ -91,7 +95,7 @@ class Progress:
     plan_key: str = ""              # the training set the position refers to
     trained_seconds: float = 0.0    # audio seconds trained on, over all epochs
     optimizer: dict = field(default_factory=dict)   # checkpoint.optimizer_counters
-    rate_scale: float = 1.0         # plateau reductions so far, under a cosine schedule
+    rate_scale: float = 1.0         # plateau reductions so far, under a falling schedule
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Progress":
@@ -198,7 +202,7 @@ class Trainer:
     def _schedule_rate(self, position: float) -> None:
         if self.params.lr_schedule != "constant":
             rate = scheduled_rate(self.params.learning_rate * self.progress.rate_scale, self.params.lr_schedule,
-                                  position)
+                                  position, min(self.params.lr_tail_epochs / self.params.epochs, 1.0))
             inner_optimizer(self.optimizer).learning_rate.assign(rate)
 
     def _reduce_rate(self) -> float:

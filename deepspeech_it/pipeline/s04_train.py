@@ -26,7 +26,8 @@ def training_params(config: Config) -> TrainParams:
     layout = config.layout
     return TrainParams(
         n_hidden=config.n_hidden, dropout=config.dropout, learning_rate=config.learning_rate,
-        lr_schedule=config.lr_schedule, batch_size=config.batch_size, sorted_epochs=config.sorted_epochs,
+        lr_schedule=config.lr_schedule, lr_tail_epochs=config.lr_tail_epochs,
+        batch_size=config.batch_size, sorted_epochs=config.sorted_epochs,
         epochs=FAST_TRAIN_EPOCHS if config.fast_train else config.epochs,
         early_stop=config.early_stop, es_epochs=config.es_epochs, reduce_lr_on_plateau=config.reduce_lr_on_plateau,
         plateau_epochs=config.plateau_epochs, plateau_reduction=config.plateau_reduction,
