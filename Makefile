@@ -36,8 +36,9 @@ DEMO_AUGMENT ?= overlay[p=0.5,source=$(DEMO_DIR)/sources/noise/noise.csv,snr=30:
 DEMO_SETTINGS ?= N_HIDDEN=384 BATCH_SIZE=32 EPOCHS=16 SORTED_EPOCHS=1 LEARNING_RATE=0.001 LR_SCHEDULE=tail \
 	LR_TAIL_EPOCHS=4 DROPOUT=0.1 AMP=1 EARLY_STOP=1 ES_EPOCHS=4 LM_EVALUATE_RANGE="0.75:1.25:3,1:3:3" AUGMENT="$(DEMO_AUGMENT)"
 
-DEBIAN_PACKAGES := sox libsox-fmt-mp3 lame espeak-ng fortunes-it cmake build-essential \
-	libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev \
+# festival and its two Italian voices speak the demo report's test set of another engine than espeak-ng.
+DEBIAN_PACKAGES := sox libsox-fmt-mp3 lame espeak-ng festival festvox-italp16k festvox-itapc16k fortunes-it \
+	cmake build-essential libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev \
 	zlib1g-dev libbz2-dev liblzma-dev
 
 STAGES := check-sources import-cv build-lm train-model evaluate-lm export
@@ -50,7 +51,8 @@ help:  ## List the targets
 
 setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment, KenLM, the CTC decoder, the LSTM kernel and the native clients; once
 
-$(SETUP_STAMP): requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh \
+# The Makefile is a prerequisite for DEBIAN_PACKAGES; each step skips what is already installed.
+$(SETUP_STAMP): Makefile requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh \
 		deepspeech_it/decode/ctc_beam_search.cc deepspeech_it/export/client_libraries.py \
 		scripts/build_lstm_kernel.sh deepspeech_it/model/lstm_kernel.cc
 	scripts/install_debian_packages.sh $(DEBIAN_PACKAGES)

@@ -32,6 +32,7 @@ from deepspeech_it.util.progress import progress_iter
 
 Noise = Callable[[int, np.random.Generator], np.ndarray]     # samples wanted -> noise of that length
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+Speak = Callable[[str, int], np.ndarray]     # transcript, clip index -> float32 samples at 16 kHz
 
 SNR_DB = 10.0
 REVERB_SPEC = "reverb[delay=40,decay=3]"     # echoes 40-73 ms apart, each 3 dB weaker: a bare, echoing room
@@ -53,7 +54,9 @@ class Degradation:
     name: str           # the set's folder and CSV name
     label: str          # what the report's table shows
     settings: str       # what makes the set: recorded with it, so that a set made otherwise is made again
-    degrade: Degrade
+    degrade: Degrade | None = None      # the test clip made worse ...
+    speak: Speak | None = None          # ... or its transcript spoken anew
+    goal: bool = True                   # whether the demo's robustness goal applies to the set
 
 
 # ---- the degradations: float32 samples in [-1, 1] at 16 kHz in, float32 out ---------------------------------
@@ -161,9 +164,11 @@ def make_set(degradation: Degradation, test_csv: Path, folder: Path, seed: int, 
     rows = read_rows(test_csv)
     with atomic_path(target, directory=True) as temp:
         def one(index: int) -> tuple[Path, str]:
-            rng = np.random.default_rng([seed, index])
-            clean = load_training_samples(rows[index].path).astype(np.float32) * PCM_SCALE
-            degraded = degradation.degrade(clean, rng)
+            if degradation.speak is not None:
+                degraded = degradation.speak(rows[index].transcript, index)
+            else:
+                clean = load_training_samples(rows[index].path).astype(np.float32) * PCM_SCALE
+                degraded = degradation.degrade(clean, np.random.default_rng([seed, index]))
             wav = temp / f"{rows[index].path.stem}.wav"
             write_wav(wav, (np.clip(degraded, -1.0, 1.0 - PCM_SCALE) / PCM_SCALE).astype(np.int16))
             return wav, rows[index].transcript
@@ -192,9 +197,11 @@ class SetScore:
     greedy_cer: float
     scorer_wer: float
     scorer_cer: float
+    goal: bool = True
 
     def as_dict(self) -> dict:
         return {"name": self.name, "label": self.label, "settings": self.settings, "clips": self.clips,
+                "goal": self.goal,
                 "greedy": {"wer": self.greedy_wer, "cer": self.greedy_cer},
                 "with_scorer": {"wer": self.scorer_wer, "cer": self.scorer_cer}}
 
@@ -210,8 +217,7 @@ def score_set(degradation: Degradation, references: Sequence[str], probabilities
         greedy = [t.text for t in pool.decode(None, None, label=f"{degradation.name} greedy")]
         scored = [t.text for t in pool.decode(alpha, beta, label=f"{degradation.name} with the scorer")]
     return SetScore(degradation.name, degradation.label, degradation.settings, len(references),
-                    *error_rates(references, greedy),
-                    *error_rates(references, scored))
+                    *error_rates(references, greedy), *error_rates(references, scored), goal=degradation.goal)
 
 
 def plot_scores(path: Path, scores: Sequence[dict], goal: float) -> None:
