@@ -14,7 +14,7 @@ LSTM_KERNEL_PREFIX := tools/lstm-kernel
 NATIVE_CLIENTS := tools/native-clients
 DEMO_DIR ?= $(CURDIR)/work-demo
 # Sized for a 2-core CPU: a small network, a short training, a small alpha/beta grid, aiming at 20 min for the whole
-# demo on the slower 2-core machines (README, "What has been measured": 15 to 17 min on an AMD EPYC). Training is
+# demo on the slower 2-core machines (README, "What has been measured": 14 to 17 min on an AMD EPYC). Training is
 # augmented as for users facing noisy, reverberant, band-limited, faster or slower speech; the overlay noise is the
 # demo's own (scripts/make_demo_corpus.py: coloured noise and babble of training voices). DEMO_AUGMENT= trains it
 # clean. The augmentations' clock makes a curriculum: noise, echo and band limit start faint (snr 30 dB, decay 12 dB,
