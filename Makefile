@@ -51,7 +51,7 @@ help:  ## List the targets
 
 setup: $(SETUP_STAMP)  ## Install Debian packages (as root), the Python environment, KenLM, the CTC decoder, the LSTM kernel and the native clients; once
 
-# The Makefile is a prerequisite for DEBIAN_PACKAGES; each step skips what is already installed.
+# The Makefile is a prerequisite because it lists DEBIAN_PACKAGES; each step skips what is already installed.
 $(SETUP_STAMP): Makefile requirements.txt pyproject.toml scripts/build_kenlm.sh scripts/install_debian_packages.sh \
 		deepspeech_it/decode/ctc_beam_search.cc deepspeech_it/export/client_libraries.py \
 		scripts/build_lstm_kernel.sh deepspeech_it/model/lstm_kernel.cc

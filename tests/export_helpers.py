@@ -16,6 +16,7 @@ import numpy as np
 
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.data.audio import load_training_samples
+from deepspeech_it.data.framing import SAMPLE_RATE
 from deepspeech_it.export import graph as export
 from deepspeech_it.export.transcribe import TFLiteModel
 from deepspeech_it.lm.scorer import build_dictionary, write_scorer
@@ -38,6 +39,17 @@ def speak(path: Path, text: str, rate: int = 16000, channels: int = 1, speed: in
     subprocess.run(["sox", str(raw), "-r", str(rate), "-c", str(channels), str(path)], check=True)
     raw.unlink()
     return path
+
+
+def fundamental_hz(samples: np.ndarray) -> float:
+    """The strongest autocorrelation lag between 60 and 400 Hz of the loudest half second, as a frequency."""
+    x = samples.astype(np.float64)
+    energy = np.convolve(x ** 2, np.ones(SAMPLE_RATE // 2), "valid")
+    start = int(np.argmax(energy))
+    x = x[start:start + SAMPLE_RATE // 2]
+    correlation = np.correlate(x, x, "full")[len(x) - 1:]
+    low, high = SAMPLE_RATE // 400, SAMPLE_RATE // 60
+    return SAMPLE_RATE / (low + int(np.argmax(correlation[low:high])))
 
 
 def layer5_outputs(weights: dict, mfcc: np.ndarray) -> np.ndarray:

@@ -12,6 +12,8 @@ from deepspeech_it.demo.noise import COLOURS, coloured, write_coloured_noise
 from deepspeech_it.demo.synth import SYNTHETIC_RELEASE, Utterance, Variety, plan_utterances, speak_mp3
 from deepspeech_it.pipeline.s06_export import corpus_source
 
+from export_helpers import fundamental_hz
+
 
 def test_coloured_noise_has_its_spectral_slope():
     rng = np.random.default_rng(0)
@@ -50,17 +52,6 @@ def test_variety_varies_training_clips_only():
     assert plan == plan_utterances(sentences, voices, [150], {"train": 40, "dev": 4, "test": 4}, variety, seed=3)
 
 
-def _fundamental(samples: np.ndarray) -> float:
-    """The strongest autocorrelation lag between 60 and 400 Hz of the loudest half second, as a frequency."""
-    x = samples.astype(np.float64)
-    energy = np.convolve(x ** 2, np.ones(SAMPLE_RATE // 2), "valid")
-    start = int(np.argmax(energy))
-    x = x[start:start + SAMPLE_RATE // 2]
-    correlation = np.correlate(x, x, "full")[len(x) - 1:]
-    low, high = SAMPLE_RATE // 400, SAMPLE_RATE // 60
-    return SAMPLE_RATE / (low + int(np.argmax(correlation[low:high])))
-
-
 def test_pitch_amplitude_and_word_gap_reach_espeak(tmp_path):
     def spoken(name: str, **options) -> np.ndarray:
         clip = tmp_path / f"{name}.mp3"
@@ -70,7 +61,7 @@ def test_pitch_amplitude_and_word_gap_reach_espeak(tmp_path):
 
     plain, high, quiet, gapped = (spoken("plain"), spoken("high", pitch=90), spoken("quiet", amplitude=40),
                                   spoken("gapped", word_gap=20))
-    assert _fundamental(high) > 1.2 * _fundamental(plain)
+    assert fundamental_hz(high) > 1.2 * fundamental_hz(plain)
     assert np.sqrt(np.mean(quiet ** 2)) < 0.6 * np.sqrt(np.mean(plain ** 2))
     assert len(gapped) > len(plain) + 4 * 0.15 * SAMPLE_RATE        # 5 gaps of 200 ms, allowing for espeak's own
 

@@ -18,7 +18,7 @@ from deepspeech_it.demo.noise import COLOURS, coloured
 from deepspeech_it.evaluate import robustness
 from deepspeech_it.paths import PROJECT_ROOT
 
-from export_helpers import speak
+from export_helpers import fundamental_hz, speak
 
 ALPHABET = Alphabet.from_file(PROJECT_ROOT / "alphabet" / "it.txt")
 MP3_FRAME = 1152
@@ -99,15 +99,6 @@ def test_reverb_adds_a_tail_and_smears_the_speech(speech):
     assert robustness.power(smear) > 0.05 * robustness.power(dry)
 
 
-def fundamental_hz(audio: np.ndarray) -> float:
-    """The median pitch of the loudest third of 40 ms frames (autocorrelation peak between 60 and 400 Hz)."""
-    frames = [audio[i:i + 640] - audio[i:i + 640].mean() for i in range(0, len(audio) - 640, 320)]
-    loud = sorted(frames, key=lambda f: -float(np.dot(f, f)))[:len(frames) // 3]
-    low, high = SAMPLE_RATE // 400, SAMPLE_RATE // 60
-    return float(np.median([SAMPLE_RATE / (low + np.argmax(np.correlate(f, f, "full")[639:][low:high]))
-                            for f in loud]))
-
-
 def test_the_other_engine_set_speaks_each_transcript_in_festivals_woman_and_man_voices_in_turn(tmp_path):
     from deepspeech_it.demo.festival import FESTIVAL_VOICES, festival_speak, other_engine_set
 
@@ -126,6 +117,13 @@ def test_the_other_engine_set_speaks_each_transcript_in_festivals_woman_and_man_
     assert len(spoken[0]) != len(load_training_samples(wavs[0]))
     again = festival_speak(texts[1], FESTIVAL_VOICES[1])
     assert np.max(np.abs(again - spoken[1][:len(again)])) < 2 * PCM_SCALE
+
+
+def test_festival_refuses_text_its_voices_cannot_read_in_one_line():
+    from deepspeech_it.demo.festival import FESTIVAL_VOICES, festival_speak
+
+    with pytest.raises(robustness.RobustnessError, match="Latin-1"):
+        festival_speak("città ☃", FESTIVAL_VOICES[0])
 
 
 def test_a_set_is_written_once_atomically_and_redone_for_another_test_set(tmp_path, speech):

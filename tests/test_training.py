@@ -141,7 +141,8 @@ def test_tail_schedule_keeps_the_rate_then_falls_in_a_straight_line_over_its_las
     # 10 epochs, the last 4 falling: positions 0.6 to 1.0
     rates = [scheduled_rate(2e-3, "tail", x / 10, 0.4) for x in range(11)]
     assert rates[:7] == [2e-3] * 7
-    assert rates[8] == pytest.approx(2e-3 * (1 + FINAL_FRACTION) / 2) and rates[10] == pytest.approx(2e-3 * FINAL_FRACTION)
+    assert rates[8] == pytest.approx(2e-3 * (1 + FINAL_FRACTION) / 2)
+    assert rates[10] == pytest.approx(2e-3 * FINAL_FRACTION)
     steps = [a - b for a, b in zip(rates[6:], rates[7:])]
     assert steps == pytest.approx([steps[0]] * 4) and steps[0] > 0
     assert scheduled_rate(2e-3, "tail", 1.5, 0.4) == rates[-1]

@@ -23,15 +23,17 @@ def festival_speak(text: str, voice: str) -> np.ndarray:
     """TEXT spoken by Festival's VOICE, float32 samples at 16 kHz."""
     with tempfile.TemporaryDirectory() as work:
         script, wav = Path(work) / "text.txt", Path(work) / "speech.wav"
-        # Festival's Italian letter-to-sound rules read Latin-1, which holds every letter of the Italian alphabet
-        script.write_bytes(text.encode("latin-1"))
         try:
+            # Festival's Italian letter-to-sound rules read Latin-1, which holds every letter of the Italian alphabet
+            script.write_bytes(text.encode("latin-1"))
             subprocess.run([TEXT2WAVE, "-eval", f"(voice_{voice})", str(script), "-o", str(wav)],
                            capture_output=True, check=True)
             samples, rate = soundfile.read(wav, dtype="float32")
+        except UnicodeEncodeError:
+            raise RobustnessError(f"festival cannot speak {text!r}: its Italian voices read Latin-1 text only") from None
         except (OSError, subprocess.CalledProcessError, soundfile.LibsndfileError) as problem:
-            raise RobustnessError(f"festival's {TEXT2WAVE} with voice {voice} failed: {problem}; are festival and "
-                                  "festvox-italp16k installed (make setup)?") from None
+            raise RobustnessError(f"festival's {TEXT2WAVE} with voice {voice} failed: {problem}; are festival, "
+                                  "festvox-italp16k and festvox-itapc16k installed (make setup)?") from None
     return samples if rate == SAMPLE_RATE else soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32)
 
 

@@ -2,6 +2,9 @@
 low-bitrate codec, faster and slower speakers), each written once as a DeepSpeech CSV of wav clips and scored like
 the clean test set, greedy and with the scorer.
 
+A set may instead speak each test transcript anew (``Degradation.speak``: the demo report's voices of another
+engine), and may be measured without the demo's goal (``Degradation.goal``).
+
 The reverberation and the 8 kHz resampling are the training augmentations' own functions (model/augment_signal.py)
 at fixed settings, so a set measures the conditions the augmentation claims to teach; the band-pass, the tempo
 change (pitch kept) and the MP3 codec are sox and lame, as a user's recordings would have met them.

@@ -113,7 +113,7 @@ def print_table(clean: dict, scores: list[dict], goals: list[dict]) -> None:
               f"{row['with_scorer']['wer']:10.1%} {row['with_scorer']['cer']:6.1%}")
     for s in scores:
         if not s["goal"]:
-            print(f"  {s['label']}: measured, no goal (the demo never trains on this engine's speech)")
+            print(f"  {s['label']}: measured only; the goals are for the degraded test clips")
     print("\ndemo goals:")
     for goal in goals:
         print(f"  {goal['goal']:40} {goal['value']:6.1%} <= {goal['limit']:4.0%}  "
