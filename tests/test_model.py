@@ -22,7 +22,8 @@ from deepspeech_it.model.checkpoint import (BEST_PREFIX, BEST_STATE_FILE, BETA1,
                                             listed_checkpoints, load_training_state, load_weights_by_ds_name,
                                             optimizer_counters, read_bundle, restore_optimizer_counters,
                                             save_checkpoint, training_tensors, write_bundle)
-from deepspeech_it.model.network import build_model, count_parameters, ds_tensors, get_ds_weights, lstm_hoisted
+from deepspeech_it.model.network import (build_model, count_parameters, ds_tensors, fused_recurrence, get_ds_weights,
+                                         lstm_hoisted, lstm_recurrence_ops)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_HIDDEN, N_CLASSES, BATCH, FRAMES = 12, 7, 3, 11        # small geometry of the equivalence tests
@@ -60,19 +61,27 @@ def test_names_shapes_and_parameter_count_match_deepspeech_at_2048(alphabet_file
         assert count_parameters(model) == 47_224_861
 
 
-def without_fused_kernel():
-    return None, "TensorFlow's loop (switched off by the test)"
+def available_implementations() -> list[str]:
+    """The fused kernel's implementations of the recurrent products this CPU runs (lstm_kernel.cc)."""
+    ops, _ = lstm_kernel.load()
+    if ops is None:
+        return []
+    flags = lstm_kernel._cpu_flags()
+    return ["portable"] + ["avx512_float32"] * ("avx512f" in flags) + ["avx512_bfloat16"] * ("avx512_bf16" in flags)
 
 
-@pytest.mark.parametrize("loop", ["fused kernel", "TensorFlow ops"])
-@pytest.mark.parametrize("batch, frames", [(BATCH, FRAMES), (1, 1), (8, 5)])
+FLOAT32_LOOPS = ["TensorFlow ops"] + [i for i in available_implementations() if "bfloat16" not in i]
+
+
+@pytest.mark.parametrize("loop", FLOAT32_LOOPS)
+@pytest.mark.parametrize("batch, frames", [(BATCH, FRAMES), (1, 1), (8, 5), (19, 4)])
 def test_cpu_lstm_path_equals_the_keras_lstm_layer(loop, batch, frames, monkeypatch):
     """Without a GPU the model runs the LSTM's arithmetic with the input projection hoisted out of the time loop,
-    the loop itself in the fused CPU kernel (float32) or in TensorFlow ops (where the kernel is missing); with one it
-    calls the Keras layer (cuDNN). Each must give the layer's numbers, forward and backward, also for batches that do
-    not split evenly between the kernel's threads."""
-    if loop == "TensorFlow ops":
-        monkeypatch.setattr(lstm_kernel, "load", without_fused_kernel)
+    the loop itself in the fused CPU kernel (each of its float32 implementations of the recurrent products) or in
+    TensorFlow ops (where the kernel is missing); with one it calls the Keras layer (cuDNN). Each must give the
+    layer's numbers, forward and backward, also for batches that do not split evenly between the kernel's threads
+    or into its tiles of 8 rows, and for a width (4 x 12) that is no multiple of its panels of 48 columns."""
+    monkeypatch.setattr(lstm_kernel, "loop_for", lambda dtype: (None if loop == "TensorFlow ops" else loop, loop))
     model = build_model(N_CLASSES, n_hidden=N_HIDDEN, seed=4)
     rng = np.random.default_rng(2)
     for variable in model.lstm.weights:
@@ -88,6 +97,69 @@ def test_cpu_lstm_path_equals_the_keras_lstm_layer(loop, batch, frames, monkeypa
         np.testing.assert_allclose(hoisted_value.numpy(), keras_value.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def recurrence_and_gradients(recurrence, units: int, batch: int, frames: int, seed: int):
+    """hs and the gradients of a weighted sum of them for projected inputs and a recurrent kernel of one seed."""
+    rng = np.random.default_rng(seed)
+    projected = tf.constant(rng.normal(size=(frames, batch, 4 * units)).astype(np.float32))
+    recurrent = tf.constant((rng.normal(size=(units, 4 * units)) / np.sqrt(units)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(frames, batch, units)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch([projected, recurrent])
+        hs = recurrence(projected, recurrent)
+        loss = tf.reduce_sum(hs * weights)
+    return [hs.numpy()] + [g.numpy() for g in tape.gradient(loss, [projected, recurrent])]
+
+
+@pytest.mark.skipif("avx512_bfloat16" not in available_implementations(), reason="this CPU has no AVX512-BF16")
+@pytest.mark.parametrize("units, batch, frames", [(5, 3, 7), (97, 9, 11), (384, 32, 12)])
+def test_bfloat16_products_are_the_float32_recurrence_to_bfloat16_precision(units, batch, frames):
+    """The kernel's bfloat16 products round h, the recurrent kernel and the gate gradients to bfloat16 (8 bits of
+    mantissa) and sum in float32, as a mixed_bfloat16 product does: the recurrence and its gradients stay within a
+    few bfloat16 roundings of the float32 ones, at widths and depths that fill no whole panel or pair."""
+    exact = recurrence_and_gradients(lstm_recurrence_ops, units, batch, frames, seed=units)
+    halves = recurrence_and_gradients(fused_recurrence("avx512_bfloat16"), units, batch, frames, seed=units)
+    for reference, value in zip(exact, halves):
+        scale = np.max(np.abs(reference))
+        assert np.max(np.abs(value - reference)) <= 2e-2 * scale
+        assert np.max(np.abs(value - reference)) > 1e-6 * scale    # rounded, so not the float32 arithmetic
+
+
+def test_the_products_resolve_to_what_this_cpu_runs():
+    """"float32" takes the AVX-512 tiles where the CPU has AVX-512 and Eigen's products elsewhere; "bfloat16" takes
+    one of the AVX-512 tiles (bfloat16 where they time faster) and falls back the same way; an implementation this
+    CPU cannot run is refused when the op is made, not found out by a crash."""
+    ops, line = lstm_kernel.load()
+    if ops is None:
+        pytest.skip(line)
+    implemented = available_implementations()
+    resolved = {p: ops.deep_speech_it_lstm_products(products=p).numpy().decode()
+                for p in ("float32", "bfloat16", "portable")}
+    assert resolved["portable"] == "portable"
+    assert resolved["float32"] == ("avx512_float32" if "avx512_float32" in implemented else "portable")
+    if "avx512_float32" in implemented:
+        assert resolved["bfloat16"] in implemented and resolved["bfloat16"] != "portable"
+    else:
+        assert resolved["bfloat16"] == "portable"
+    for name in set(lstm_kernel.IMPLEMENTATIONS) - set(implemented):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=f"cannot run the {name} products"):
+            ops.deep_speech_it_lstm_products(products=name)
+
+
+def test_a_bfloat16_model_trains_its_lstm_in_the_fused_kernel_where_avx512_runs_it():
+    """Under mixed_bfloat16 the loop runs in the kernel when the CPU has AVX-512 (bfloat16 or float32 tiles), else
+    in TensorFlow's bfloat16 ops, whose products beat the kernel's portable ones; either way the layer's outputs stay
+    within bfloat16 precision of the float32 layer's."""
+    products, line = lstm_kernel.loop_for.__wrapped__("bfloat16")
+    has_avx512 = "avx512_float32" in available_implementations()
+    assert (products == "bfloat16") == has_avx512
+    assert ("AVX-512" in line or "AVX512-BF16" in line) if has_avx512 else "TensorFlow ops in bfloat16" in line
+    model = build_model(N_CLASSES, n_hidden=N_HIDDEN, seed=4)
+    half = build_model(N_CLASSES, n_hidden=N_HIDDEN, seed=4, dtype_policy="mixed_bfloat16")
+    x = tf.constant(np.random.default_rng(5).normal(size=(BATCH, FRAMES, N_HIDDEN)).astype(np.float32))
+    exact, rounded = model.lstm(x), tf.cast(lstm_hoisted(half.lstm, x), tf.float32)
+    np.testing.assert_allclose(rounded.numpy(), exact.numpy(), atol=3e-2)
+
+
 def test_make_setup_builds_a_fused_kernel_that_loads_here():
     """The fused kernel is what makes CPU training fast; a build that silently failed would only show as slowness."""
     ops, line = lstm_kernel.load()
@@ -95,7 +167,7 @@ def test_make_setup_builds_a_fused_kernel_that_loads_here():
         assert ops is None and "AVX2 and FMA" in line
     else:
         assert ops is not None, line
-        assert line == "the fused CPU kernel (float32)"
+        assert line == "the fused CPU kernel"
 
 
 def test_a_missing_or_damaged_kernel_falls_back_to_tensorflow_ops_and_says_why(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """The fused CPU kernels of the LSTM's time loop (``lstm_kernel.cc``), which ``make setup`` builds for the installed
-TensorFlow (``scripts/build_lstm_kernel.sh``), and why a process runs without them."""
+TensorFlow (``scripts/build_lstm_kernel.sh``), which of their implementations of the recurrent products a loop
+takes here, and why a process runs without them."""
 
 from __future__ import annotations
 
@@ -34,12 +35,25 @@ def load() -> tuple[object | None, str]:
     except (tf.errors.NotFoundError, OSError) as problem:
         first_line = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
         return None, f"TensorFlow's loop (the fused kernel does not load: {first_line}; make setup rebuilds it)"
-    return ops, "the fused CPU kernel (float32)"
+    return ops, "the fused CPU kernel"
 
 
-def loop_for(dtype: str) -> tuple[object | None, str]:
-    """load()'s answer for a loop computing in DTYPE: the kernel is float32, and in bfloat16 TensorFlow's own
-    products beat it (network.lstm_hoisted)."""
-    if dtype != "float32":
-        return None, f"TensorFlow ops in {dtype} (faster than the fused kernel, which is float32)"
-    return load()
+# The kernel's implementations of the recurrent products (lstm_kernel.cc), as the log names them.
+IMPLEMENTATIONS = {"portable": "float32 products, portable", "avx512_float32": "float32 products in AVX-512 tiles",
+                   "avx512_bfloat16": "bfloat16 products in AVX512-BF16 tiles"}
+
+
+@functools.cache
+def loop_for(dtype: str) -> tuple[str | None, str]:
+    """The fused kernel's ``products`` for a loop computing in DTYPE (network.fused_recurrence), or None for
+    TensorFlow's loop, and one line saying which loop it is. In bfloat16 the kernel needs AVX-512: its portable
+    products are float32, and TensorFlow's bfloat16 ones beat them (README, "Training")."""
+    ops, line = load()
+    if ops is None:
+        return None, line
+    products = "bfloat16" if dtype == "bfloat16" else "float32"
+    with tf.init_scope():    # the answer of this CPU, also when asked while a graph is traced
+        implementation = ops.deep_speech_it_lstm_products(products=products).numpy().decode()
+    if products == "bfloat16" and implementation == "portable":
+        return None, "TensorFlow ops in bfloat16 (faster than the fused kernel's portable float32 products)"
+    return products, f"{line} ({IMPLEMENTATIONS[implementation]})"

@@ -15,6 +15,7 @@ same mapping serves the Adam moments of those weights.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -127,40 +128,55 @@ def lstm_hoisted(layer: keras.layers.LSTM, x):
     Keras' generic loop multiplies each frame by both kernels and reads the weights inside the loop, so backprop
     keeps a copy of the recurrent kernel per frame (gigabytes at N_HIDDEN=2048) and accumulates its gradient one
     frame at a time. Here, as in cuDNN, the input projection of all frames is one large matmul, and so are the
-    gradients of both kernels; only the products with ``h`` stay inside the time loop. In float32 the loop runs in
-    the fused kernel where it loads; in bfloat16 it stays in TensorFlow ops, whose bfloat16 products beat the
-    kernel's float32 ones (README, "Training": make bench at N_HIDDEN=2048).
+    gradients of both kernels; only the products with ``h`` stay inside the time loop, which runs in the fused
+    kernel where it loads (its products in the layer's dtype where this CPU runs them fast, lstm_kernel.loop_for),
+    else in TensorFlow ops.
     """
     dtype = layer.compute_dtype
     kernel = tf.cast(layer.cell.kernel.value, dtype)
     bias = tf.cast(layer.cell.bias.value, dtype)
     projected = tf.tensordot(tf.transpose(tf.cast(x, dtype), [1, 0, 2]), kernel, axes=1) + bias  # [time, batch, 4n]
-    recurrent = tf.cast(layer.cell.recurrent_kernel.value, dtype)
-    fused, _ = lstm_kernel.loop_for(dtype)
-    hs = (lstm_recurrence_ops if fused is None else lstm_recurrence_fused)(projected, recurrent)
+    products, _ = lstm_kernel.loop_for(dtype)
+    if products is None:
+        hs = lstm_recurrence_ops(projected, tf.cast(layer.cell.recurrent_kernel.value, dtype))
+    else:
+        # The kernel keeps its gates and cell in float32 whatever the products.
+        recurrence = fused_recurrence(products)
+        hs = tf.cast(recurrence(tf.cast(projected, tf.float32), layer.cell.recurrent_kernel.value), dtype)
     return tf.transpose(hs, [1, 0, 2])
 
 
-def _recurrent_kernel_gradient(hs, d_projected):
+def _recurrent_kernel_gradient(hs, d_projected, dtype=None):
     """The recurrent kernel's gradient: one product over all frames of h before each frame and that frame's
-    pre-activation gradient."""
+    pre-activation gradient, its factors in DTYPE (default: theirs) and the result in theirs."""
     units = hs.shape[-1]
     h_prev = tf.concat([tf.zeros_like(hs[:1]), hs[:-1]], axis=0)
-    return tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(d_projected, [-1, 4 * units]), transpose_a=True)
+    factors = [tf.reshape(h_prev, [-1, units]), tf.reshape(d_projected, [-1, 4 * units])]
+    if dtype is not None:
+        factors = [tf.cast(f, dtype) for f in factors]
+    return tf.cast(tf.matmul(*factors, transpose_a=True), hs.dtype)
 
 
-@tf.custom_gradient
-def lstm_recurrence_fused(projected, recurrent):
-    """h for every frame [time, batch, n] from the projected inputs [time, batch, 4n] and the recurrent kernel
-    [n, 4n], float32, in the fused kernel (lstm_kernel.cc)."""
+@functools.cache
+def fused_recurrence(products: str = "float32"):
+    """A function computing what lstm_recurrence_ops does, h for every frame [time, batch, n] from the projected
+    inputs [time, batch, 4n] and the recurrent kernel [n, 4n], float32, in the fused kernel (lstm_kernel.cc) with
+    the recurrent products PRODUCTS names (its ``products`` attribute). With bfloat16 products the recurrent
+    kernel's gradient is a bfloat16 product too, as under TensorFlow's mixed_bfloat16 policy."""
     ops, _ = lstm_kernel.load()
-    hs, cs, gates = ops.deep_speech_it_lstm_forward(projected, recurrent)
+    gradient_dtype = tf.bfloat16 if "bfloat16" in products else None
 
-    def gradient(d_hs):
-        d_projected = ops.deep_speech_it_lstm_backward(d_hs, cs, gates, recurrent)
-        return d_projected, _recurrent_kernel_gradient(hs, d_projected)
+    @tf.custom_gradient
+    def recurrence(projected, recurrent):
+        hs, cs, gates = ops.deep_speech_it_lstm_forward(projected, recurrent, products=products)
 
-    return hs, gradient
+        def gradient(d_hs):
+            d_projected = ops.deep_speech_it_lstm_backward(d_hs, cs, gates, recurrent, products=products)
+            return d_projected, _recurrent_kernel_gradient(hs, d_projected, gradient_dtype)
+
+        return hs, gradient
+
+    return recurrence
 
 
 @tf.custom_gradient

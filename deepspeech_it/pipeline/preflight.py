@@ -190,7 +190,7 @@ def check_tools() -> list[Finding]:
         # Imported here, where TensorFlow is known to be there. Not a failure: training without the kernel is correct,
         # only slower on a CPU (a GPU runs cuDNN's LSTM instead).
         from deepspeech_it.model import lstm_kernel
-        findings.append(Finding(True, f"LSTM time loop on a CPU: {lstm_kernel.load()[1]}"))
+        findings.append(Finding(True, f"LSTM time loop on a CPU: {lstm_kernel.loop_for('float32')[1]}"))
     import soundfile
 
     if "MP3" not in soundfile.available_formats():
