@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from deepspeech_it.data.alphabet import Alphabet
 from deepspeech_it.model.checkpoint import latest_checkpoint, load_weights_by_ds_name, read_progress
-from deepspeech_it.model.dataset import batch_plan, read_csvs, replica_shares
+from deepspeech_it.model.dataset import batch_plan, make_dataset, read_csvs, replica_shares
 from deepspeech_it.model.trainer import FINAL_FRACTION, scheduled_rate
 from deepspeech_it.model.training import Trainer, TrainParams, train_and_test
 
@@ -86,6 +86,19 @@ def test_every_replica_gets_a_share_of_every_batch(size, replicas):
     fillers = np.concatenate([indices[weights == 0] for indices, weights in shares])
     assert set(fillers.tolist()) <= set(batch.tolist())        # fillers are copies, weighing nothing
     assert len(fillers) == len(shares[0][0]) * replicas - size < replicas
+
+
+def test_the_input_pipeline_runs_without_the_autotuner_and_keeps_the_plans_order(corpus):
+    """tf.data's autotuner made about half the epochs of a 2-core training wait some 18 s after their last batch
+    (benchmarks/bench_pipeline.py); without it the batches still come in the plan's order, each padded to its
+    longest clip."""
+    samples, _ = read_csvs([corpus / "train.csv"], ALPHABET)
+    plan = batch_plan(len(samples), 4, 4568, 1)
+    data = make_dataset(samples, plan, ALPHABET)
+    assert data.options().autotune.enabled is False
+    for batch, (mfcc, mfcc_len, *_) in zip(plan, data, strict=True):
+        assert list(mfcc_len.numpy()) == [samples[i].frames for i in batch]
+        assert mfcc.shape[1] == max(samples[i].frames for i in batch)
 
 
 def test_rows_that_cannot_train_are_rejected(corpus, tmp_path):

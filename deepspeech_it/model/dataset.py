@@ -24,6 +24,11 @@ from deepspeech_it.util.tf_runtime import tf
 
 CACHE_VERSION = "mfcc26-v1"      # part of every cache key: change it when the feature definition changes
 
+# tf.data's autotuner off: with it, about half of the epochs of a training on 2 cores waited some 18 s after their last
+# batch for the end of the data (benchmarks/bench_pipeline.py measures epochs both ways).
+PIPELINE_OPTIONS = tf.data.Options()
+PIPELINE_OPTIONS.autotune.enabled = False
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -204,7 +209,7 @@ def make_dataset(samples: list[Sample], plan: list[np.ndarray], alphabet: Alphab
         part = _batches([samples[i] for i in order], order, np.concatenate(weights or [[]]).astype(np.float32),
                         progress, alphabet, size, cache_dir, clock)
         data = part if data is None else data.concatenate(part)
-    return data.prefetch(tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE).with_options(PIPELINE_OPTIONS)
 
 
 def _batches(chosen: list[Sample], order: np.ndarray, weights: np.ndarray, progress: np.ndarray, alphabet: Alphabet,
