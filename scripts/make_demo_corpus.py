@@ -4,12 +4,14 @@ the overlay augmentation mixes in (DEMO_DIR/sources/noise: coloured noise and ba
 noise.csv) into DEMO_DIR/sources, unless they are already there.
 
 Dev and test are spoken by voices that never appear in train and use sentences train never has, so the demo's
-figures are measured on unseen voices and unseen sentences. Training clips vary more than dev and test: 65 espeak-ng
-variants, and each clip its own pitch, amplitude and word gap.
+figures are measured on unseen voices and unseen sentences. Training clips vary more than dev and test: TRAIN_VOICES
+voices made for the demo (deepspeech_it/demo/voices.py), each a random perturbation of one of 65 espeak-ng variants,
+and each clip its own pitch, amplitude and word gap.
 """
 
 import gzip
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from deepspeech_it.data.textnorm import Normalizer
 from deepspeech_it.demo.noise import NOISE_CSV, write_noise_corpus
 from deepspeech_it.demo.sentences import demo_text
 from deepspeech_it.demo.synth import Variety, build_archive
+from deepspeech_it.demo.voices import write_voices
 from deepspeech_it.paths import ALPHABET_DIR
 from deepspeech_it.util.atomic import atomic_path, write_text_atomic
 
@@ -25,7 +28,7 @@ from deepspeech_it.util.atomic import atomic_path, write_text_atomic
 # because it is a variant of the test voice Gene.
 VOICES = {
     "train": ["it", "it+m1", "it+m2", "it+m3", "it+m4", "it+m5", "it+m6", "it+m7", "it+m8", "it+f1", "it+f2", "it+f3",
-              "it+f4", "it+Alex", "it+Andrea", "it+Antonio", "it+Marco", "it+Mario", "it+anika", "it+klatt",
+              "it+f4", "it+Alex", "it+Andrea", "it+antonio", "it+Marco", "it+Mario", "it+anika", "it+klatt",
               "it+klatt2", "it+klatt3", "it+klatt4", "it+Henrique", "it+adam", "it+Alicia", "it+Andy", "it+Annie",
               "it+aunty", "it+belinda", "it+benjamin", "it+boris", "it+caleb", "it+david", "it+Diogo", "it+ed",
               "it+edward", "it+gustave", "it+Hugo", "it+iven", "it+john", "it+linda", "it+marcelo", "it+max",
@@ -35,6 +38,8 @@ VOICES = {
     "dev": ["it+f5", "it+Denis"],
     "test": ["it+Gene", "it+Jacky"],
 }
+# Voices made for training from VOICES["train"]: each speaks 3 clips, one at each of SPEEDS.
+TRAIN_VOICES = 1200
 # Training clips only: every clip its own pitch, loudness and pause between words.
 TRAIN_VARIETY = Variety(pitch=(25, 75), amplitude=(60, 160), word_gap=(0, 4))
 SPEEDS = (140, 165, 190)
@@ -55,10 +60,12 @@ def main(sources: Path) -> None:
     if archive.is_file() and checksum.is_file() and lm_text.is_file():
         print(f"demo corpus in {sources} already there")
         return
-    print(f"speaking {sum(PER_SPLIT.values())} Italian clips with {sum(map(len, VOICES.values()))} voices ...")
+    voices = dict(VOICES, train=write_voices(sources / "voices", VOICES["train"], TRAIN_VOICES, SEED))
+    print(f"speaking {sum(PER_SPLIT.values())} Italian clips with {sum(map(len, voices.values()))} voices ...")
     with atomic_path(archive) as temp:
-        build_archive(temp, sentences=sentences, voices=VOICES, speeds=SPEEDS, per_split=PER_SPLIT, seed=SEED,
+        build_archive(temp, sentences=sentences, voices=voices, speeds=SPEEDS, per_split=PER_SPLIT, seed=SEED,
                       variety=TRAIN_VARIETY, show_progress=True)
+    shutil.rmtree(sources / "voices")
     with atomic_path(lm_text) as temp:
         temp.write_bytes(gzip.compress(("\n".join(lm_sentences) + "\n").encode("utf-8")))
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from deepspeech_it.config import SPLITS
 from deepspeech_it.util.progress import progress_iter
@@ -33,6 +34,13 @@ def project_sentences() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
+class Voice(NamedTuple):
+    """An espeak-ng voice ("it" or "it+<variant>") and the folder holding its espeak-ng-data ("": the system's)."""
+
+    name: str
+    data: str = ""
+
+
 @dataclass(frozen=True)
 class Utterance:
     split: str
@@ -46,10 +54,12 @@ class Utterance:
     pitch: int | None = None         # espeak-ng -p (0-99, its default 50)
     amplitude: int | None = None     # espeak-ng -a (0-200, its default 100)
     word_gap: int | None = None      # espeak-ng -g, pause between words in 10 ms units (default 0)
+    espeak_data: str = ""            # espeak-ng --path: the folder of the voice's espeak-ng-data (demo/voices.py)
 
     def espeak_options(self) -> list[str]:
         flags = (("-p", self.pitch), ("-a", self.amplitude), ("-g", self.word_gap))
-        return [part for flag, value in flags if value is not None for part in (flag, str(value))]
+        path = [f"--path={self.espeak_data}"] if self.espeak_data else []
+        return path + [part for flag, value in flags if value is not None for part in (flag, str(value))]
 
 
 @dataclass(frozen=True)
@@ -91,21 +101,22 @@ def split_sentences(sentences: list[str], per_split: dict[str, int], seed: int) 
     return pools
 
 
-def plan_utterances(sentences: dict[str, list[str]], voices: dict[str, list[str]], speeds: list[int],
+def plan_utterances(sentences: dict[str, list[str]], voices: dict[str, list[str | Voice]], speeds: list[int],
                     per_split: dict[str, int], variety: Variety | None = None, seed: int = 1) -> list[Utterance]:
-    """Assigns sentences, voices and speeds to clips; each split draws on its own sentences and voices. With
-    VARIETY, training clips also draw pitch, amplitude and word gap (dev and test keep espeak-ng's defaults, so
-    they stay voices training never heard)."""
+    """Assigns sentences, voices (names of the system's voices, or Voices) and speeds to clips; each split draws on
+    its own sentences and voices. With VARIETY, training clips also draw pitch, amplitude and word gap (dev and test
+    keep espeak-ng's defaults, so they stay voices training never heard)."""
     plan, rng = [], random.Random(seed)
     for split in SPLITS:
         for i in range(per_split[split]):
-            voice = voices[split][i % len(voices[split])]
+            chosen = voices[split][i % len(voices[split])]
+            voice = Voice(chosen) if isinstance(chosen, str) else chosen
             speed = speeds[(i // len(voices[split])) % len(speeds)]
             sentence = sentences[split][i % len(sentences[split])]
             rate = 48000 if i % 2 else 32000
             drawn = variety.draw(rng) if variety and split == "train" else {}
-            plan.append(Utterance(split, sentence, voice, speed, f"common_voice_it_{split}_{i:05d}.mp3", rate,
-                                  **drawn))
+            plan.append(Utterance(split, sentence, voice.name, speed, f"common_voice_it_{split}_{i:05d}.mp3", rate,
+                                  espeak_data=voice.data, **drawn))
     return plan
 
 
