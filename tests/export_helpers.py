@@ -36,7 +36,9 @@ def speak(path: Path, text: str, rate: int = 16000, channels: int = 1, speed: in
     """espeak-ng Italian, converted by sox to RATE, CHANNELS and the format PATH's extension names."""
     raw = path.with_name(path.stem + ".espeak.wav")
     subprocess.run(["espeak-ng", "-v", "it", "-s", str(speed), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", str(channels), str(path)], check=True)
+    # -R: otherwise sox seeds its dither afresh, the clips differ from run to run, and so did the characters that the
+    # quantised model's rounding flips between the clients (0 to 7 % CER between libdeepspeech.so and libstt.so).
+    subprocess.run(["sox", "-R", str(raw), "-r", str(rate), "-c", str(channels), str(path)], check=True)
     raw.unlink()
     return path
 
