@@ -8,6 +8,7 @@ and Saver) that writes and reads name-based checkpoints the way DeepSpeech's tra
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from deepspeech_it.data.alphabet import Alphabet
-from deepspeech_it.model import checkpoint, lstm_kernel
+from deepspeech_it.model import checkpoint, lstm_kernel, network
 from deepspeech_it.model.checkpoint import (BEST_PREFIX, BEST_STATE_FILE, BETA1, BETA2, EPSILON, CheckpointError,
                                             listed_checkpoints, load_training_state, load_weights_by_ds_name,
                                             optimizer_counters, read_bundle, restore_optimizer_counters,
@@ -81,7 +82,8 @@ def test_cpu_lstm_path_equals_the_keras_lstm_layer(loop, batch, frames, monkeypa
     TensorFlow ops (where the kernel is missing); with one it calls the Keras layer (cuDNN). Each must give the
     layer's numbers, forward and backward, also for batches that do not split evenly between the kernel's threads
     or into its tiles of 8 rows, and for a width (4 x 12) that is no multiple of its panels of 48 columns."""
-    monkeypatch.setattr(lstm_kernel, "loop_for", lambda dtype: (None if loop == "TensorFlow ops" else loop, loop))
+    monkeypatch.setattr(network, "recurrence_for",
+                        lambda dtype, units: (None if loop == "TensorFlow ops" else loop, loop))
     model = build_model(N_CLASSES, n_hidden=N_HIDDEN, seed=4)
     rng = np.random.default_rng(2)
     for variable in model.lstm.weights:
@@ -145,14 +147,61 @@ def test_the_products_resolve_to_what_this_cpu_runs():
             ops.deep_speech_it_lstm_products(products=name)
 
 
-def test_a_bfloat16_model_trains_its_lstm_in_the_fused_kernel_where_avx512_runs_it():
-    """Under mixed_bfloat16 the loop runs in the kernel when the CPU has AVX-512 (bfloat16 or float32 tiles), else
-    in TensorFlow's bfloat16 ops, whose products beat the kernel's portable ones; either way the layer's outputs stay
-    within bfloat16 precision of the float32 layer's."""
+def test_the_kernel_takes_bfloat16_where_avx512_runs_it():
+    """In bfloat16 the kernel needs AVX-512 (bfloat16 or float32 tiles): its portable products are float32, and
+    TensorFlow's bfloat16 ones beat them."""
     products, line = lstm_kernel.loop_for.__wrapped__("bfloat16")
     has_avx512 = "avx512_float32" in available_implementations()
     assert (products == "bfloat16") == has_avx512
     assert ("AVX-512" in line or "AVX512-BF16" in line) if has_avx512 else "TensorFlow ops in bfloat16" in line
+
+
+@pytest.mark.parametrize("kernel_speedup", [1.7, 0.4])
+def test_bfloat16_training_takes_the_faster_loop_at_its_size(kernel_speedup, monkeypatch):
+    """In bfloat16 the loop that the timing at the layer's size found faster runs, and the line says by how much;
+    float32 never times (the kernel's float32 products beat TensorFlow's at every size)."""
+    if lstm_kernel.loop_for("bfloat16")[0] is None:
+        pytest.skip(f"no kernel for bfloat16 here: {lstm_kernel.loop_for('bfloat16')[1]}")
+    timed = []
+    monkeypatch.setattr(network, "_kernel_speedup_in_bfloat16",
+                        lambda products, units: timed.append(units) or kernel_speedup)
+    products, line = network.recurrence_for.__wrapped__("bfloat16", 200)
+    assert timed == [200]
+    if kernel_speedup > 1:
+        assert products == "bfloat16" and "1.70x as fast as TensorFlow's bfloat16 ops at 200 units" in line
+    else:
+        assert products is None and line.startswith("TensorFlow ops in bfloat16, 2.50x as fast as the fused")
+    assert network.recurrence_for.__wrapped__("float32", 200)[0] == lstm_kernel.loop_for("float32")[0]
+    assert timed == [200]
+
+
+def test_the_bfloat16_timing_measures_both_loops(monkeypatch):
+    """The timing runs the kernel and TensorFlow's loop forward and backward (a loop made slower shows in the
+    ratio), also when asked from inside a graph being traced."""
+    if lstm_kernel.loop_for("bfloat16")[0] is None:
+        pytest.skip(f"no kernel for bfloat16 here: {lstm_kernel.loop_for('bfloat16')[1]}")
+    products = lstm_kernel.loop_for("bfloat16")[0]
+    fair = network._kernel_speedup_in_bfloat16(products, 64)
+    assert 0 < fair < math.inf
+    fused = network.fused_recurrence(products)
+
+    def slowed(wanted):
+        def recurrence(projected, recurrent):
+            hs = fused(projected, recurrent)
+            for _ in range(40):
+                hs = fused(projected, recurrent) * 0.5 + hs * 0.5
+            return hs
+        return recurrence
+    monkeypatch.setattr(network, "fused_recurrence", slowed)
+
+    @tf.function
+    def traced():
+        return network._kernel_speedup_in_bfloat16(products, 64)
+    assert traced() < fair / 4
+
+
+def test_a_bfloat16_model_stays_within_bfloat16_precision_of_float32():
+    """Whichever loop runs bfloat16 here, the layer's outputs stay within bfloat16 precision of the float32 layer's."""
     model = build_model(N_CLASSES, n_hidden=N_HIDDEN, seed=4)
     half = build_model(N_CLASSES, n_hidden=N_HIDDEN, seed=4, dtype_policy="mixed_bfloat16")
     x = tf.constant(np.random.default_rng(5).normal(size=(BATCH, FRAMES, N_HIDDEN)).astype(np.float32))

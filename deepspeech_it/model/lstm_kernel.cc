@@ -19,8 +19,9 @@
 //   portable         Eigen, as the file is compiled (AVX2 and FMA on x86-64);
 //   avx512_float32   AVX-512 register tiles of 8 rows by 48 columns over the kernel packed once per call into
 //                    panels of 48 columns, so every frame streams each panel once for all of a thread's rows;
+//                    packed panels and register tiles as in Goto and van de Geijn's matrix product (ACM TOMS 2008);
 //   avx512_bfloat16  the same tiles with bfloat16 inputs and float32 sums (AVX512-BF16 dot products): what
-//                    TensorFlow's mixed_bfloat16 policy makes of a product. On some CPUs (AMD's Zen 4) these run
+//                    TensorFlow's mixed_bfloat16 policy makes of a product. On some CPUs (AMD's Zen 4) these can run
 //                    twice as many multiply-adds per cycle as float32; on others (Intel's Sapphire Rapids) fewer, so
 //                    "bfloat16" takes them only where a first timing of both says they are faster.
 // The gates, the cell and their gradients are float32 in all three.

@@ -15,8 +15,10 @@ same mapping serves the Adam moments of those weights.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -129,14 +131,13 @@ def lstm_hoisted(layer: keras.layers.LSTM, x):
     keeps a copy of the recurrent kernel per frame (gigabytes at N_HIDDEN=2048) and accumulates its gradient one
     frame at a time. Here, as in cuDNN, the input projection of all frames is one large matmul, and so are the
     gradients of both kernels; only the products with ``h`` stay inside the time loop, which runs in the fused
-    kernel where it loads (its products in the layer's dtype where this CPU runs them fast, lstm_kernel.loop_for),
-    else in TensorFlow ops.
+    kernel where it loads and is the faster here (recurrence_for), else in TensorFlow ops.
     """
     dtype = layer.compute_dtype
     kernel = tf.cast(layer.cell.kernel.value, dtype)
     bias = tf.cast(layer.cell.bias.value, dtype)
     projected = tf.tensordot(tf.transpose(tf.cast(x, dtype), [1, 0, 2]), kernel, axes=1) + bias  # [time, batch, 4n]
-    products, _ = lstm_kernel.loop_for(dtype)
+    products, _ = recurrence_for(dtype, layer.cell.units)
     if products is None:
         hs = lstm_recurrence_ops(projected, tf.cast(layer.cell.recurrent_kernel.value, dtype))
     else:
@@ -144,6 +145,66 @@ def lstm_hoisted(layer: keras.layers.LSTM, x):
         recurrence = fused_recurrence(products)
         hs = tf.cast(recurrence(tf.cast(projected, tf.float32), layer.cell.recurrent_kernel.value), dtype)
     return tf.transpose(hs, [1, 0, 2])
+
+
+# The size of the timing that chooses between the fused kernel and TensorFlow's ops in bfloat16.
+PROBE_FRAMES, PROBE_BATCH, PROBE_ROUNDS = 16, 32, 3
+
+
+@functools.cache
+def recurrence_for(dtype: str, units: int) -> tuple[str | None, str]:
+    """The fused kernel's ``products`` for an LSTM of UNITS computing in DTYPE, or None for TensorFlow's loop, and
+    one line saying which loop runs. lstm_kernel.loop_for decides, except in bfloat16, where the faster of the two
+    at UNITS, timed once, runs: TensorFlow's bfloat16 products run on matrix units some CPUs have (Intel's AMX), so
+    they can beat the kernel's AVX-512 tiles on large layers and lose to them on small ones (README, "Training")."""
+    products, line = lstm_kernel.loop_for(dtype)
+    if products is None or dtype != "bfloat16":
+        return products, line
+    kernel_speedup = _kernel_speedup_in_bfloat16(products, units)
+    if kernel_speedup >= 1:
+        return products, f"{line}, {kernel_speedup:.2f}x as fast as TensorFlow's bfloat16 ops at {units} units here"
+    return None, f"TensorFlow ops in bfloat16, {1 / kernel_speedup:.2f}x as fast as {line} at {units} units here"
+
+
+def _kernel_speedup_in_bfloat16(products: str, units: int) -> float:
+    """TensorFlow's bfloat16 loop's time over the fused kernel's, forward and backward, alternating (best of
+    PROBE_ROUNDS each). Timed in a thread of its own, where no graph is being traced and no tape records, also
+    when the first model to ask is being traced."""
+    def timing() -> float:
+        rng = np.random.default_rng(0)
+        projected = tf.constant(rng.normal(size=(PROBE_FRAMES, PROBE_BATCH, 4 * units)).astype(np.float32))
+        recurrent = tf.constant(rng.uniform(-0.05, 0.05, size=(units, 4 * units)).astype(np.float32))
+        fused = fused_recurrence(products)
+        loops = {"kernel": fused,
+                 "ops": lambda p, r: tf.cast(lstm_recurrence_ops(tf.cast(p, tf.bfloat16), tf.cast(r, tf.bfloat16)),
+                                             tf.float32)}
+        timers = {name: _loop_timer(loop, projected, recurrent) for name, loop in loops.items()}
+        best = dict.fromkeys(timers, math.inf)
+        for _ in range(PROBE_ROUNDS):
+            for name, once in timers.items():
+                best[name] = min(best[name], once())
+        return best["ops"] / best["kernel"]
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(timing).result()
+
+
+def _loop_timer(loop, projected, recurrent):
+    """A function timing one forward and backward pass of LOOP (traced and run once here, so not timed)."""
+    @tf.function
+    def forward_backward(p, r):
+        with tf.GradientTape() as tape:
+            tape.watch([p, r])
+            loss = tf.reduce_sum(loop(p, r))
+        return tape.gradient(loss, [p, r])
+
+    def once() -> float:
+        started = time.perf_counter()
+        [g.numpy() for g in forward_backward(projected, recurrent)]
+        return time.perf_counter() - started
+
+    once()
+    return once
 
 
 def _recurrent_kernel_gradient(hs, d_projected, dtype=None):

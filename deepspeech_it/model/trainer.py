@@ -20,7 +20,7 @@ from deepspeech_it.model.checkpoint import (BEST_PREFIX, BEST_STATE_FILE, TRAIN_
                                             write_companions)
 from deepspeech_it.model.dataset import EpochClock, Sample, batch_plan, make_dataset, training_plan
 from deepspeech_it.model.distribute import Workers
-from deepspeech_it.model import lstm_kernel, network
+from deepspeech_it.model import network
 from deepspeech_it.model.network import MIN_BFLOAT16_SPEEDUP, build_model, keras_policy, on_gpu
 from deepspeech_it.model.steps import Steps, inner_optimizer, make_optimizer
 from deepspeech_it.util.errors import PipelineError
@@ -142,7 +142,7 @@ class Trainer:
                      "bfloat16" if policy == "mixed_bfloat16" else "float32", MIN_BFLOAT16_SPEEDUP,
                      ", the chief's choice on every host" if self.workers.several else "")
         if not on_gpu():
-            log.info("LSTM time loop: %s", lstm_kernel.loop_for(self.model.lstm.compute_dtype)[1])
+            log.info("LSTM time loop: %s", network.recurrence_for(self.model.lstm.compute_dtype, params.n_hidden)[1])
         self.augmenter = Augmenter(params.augment, params.random_seed)
         self.global_step = 0
         self.progress = Progress()
