@@ -88,14 +88,23 @@ PanelMasks panel_masks(int64_t width, int64_t panel) {
     return masks;
 }
 
+// c[rows, panel] += sums, the lanes of a last panel past the width left as they are.
+template <int Rows>
+AVX512 inline void add_tile(const __m512 (&sums)[Rows][3], float* c, int64_t ldc, const PanelMasks& masks) {
+    for (int r = 0; r < Rows; ++r) {
+        for (int v = 0; v < 3; ++v) {
+            float* out = c + r * ldc + 16 * v;
+            const __mmask16 m = masks.lanes[v];
+            _mm512_mask_storeu_ps(out, m, _mm512_add_ps(sums[r][v], _mm512_maskz_loadu_ps(m, out)));
+        }
+    }
+}
+
 // c[rows, panel] += a[rows, depth] x panel[depth, 48] (float32, each frame's dot products in the order of depth).
 template <int Rows>
 AVX512 void tile_float32(const float* a, int64_t lda, const float* panel, int64_t depth, float* c, int64_t ldc,
                          const PanelMasks& masks) {
-    __m512 sums[Rows][3];
-    for (int r = 0; r < Rows; ++r) {
-        for (int v = 0; v < 3; ++v) sums[r][v] = _mm512_setzero_ps();
-    }
+    __m512 sums[Rows][3] = {};
     for (int64_t k = 0; k < depth; ++k) {
         const float* row = panel + k * kPanel;
         const __m512 b0 = _mm512_loadu_ps(row), b1 = _mm512_loadu_ps(row + 16), b2 = _mm512_loadu_ps(row + 32);
@@ -106,23 +115,14 @@ AVX512 void tile_float32(const float* a, int64_t lda, const float* panel, int64_
             sums[r][2] = _mm512_fmadd_ps(x, b2, sums[r][2]);
         }
     }
-    for (int r = 0; r < Rows; ++r) {
-        for (int v = 0; v < 3; ++v) {
-            float* out = c + r * ldc + 16 * v;
-            const __mmask16 m = masks.lanes[v];
-            _mm512_mask_storeu_ps(out, m, _mm512_add_ps(sums[r][v], _mm512_maskz_loadu_ps(m, out)));
-        }
-    }
+    add_tile<Rows>(sums, c, ldc, masks);
 }
 
 // The same over pairs of depth: a and the panel hold bfloat16 pairs (lower half the even index) as 32-bit words.
 template <int Rows>
 AVX512_BF16 void tile_bfloat16(const uint32_t* a, int64_t lda, const uint32_t* panel, int64_t pairs, float* c,
                                int64_t ldc, const PanelMasks& masks) {
-    __m512 sums[Rows][3];
-    for (int r = 0; r < Rows; ++r) {
-        for (int v = 0; v < 3; ++v) sums[r][v] = _mm512_setzero_ps();
-    }
+    __m512 sums[Rows][3] = {};
     for (int64_t p = 0; p < pairs; ++p) {
         const uint32_t* row = panel + p * kPanel;
         const __m512bh b0 = (__m512bh)_mm512_loadu_si512(row), b1 = (__m512bh)_mm512_loadu_si512(row + 16),
@@ -134,13 +134,7 @@ AVX512_BF16 void tile_bfloat16(const uint32_t* a, int64_t lda, const uint32_t* p
             sums[r][2] = _mm512_dpbf16_ps(sums[r][2], x, b2);
         }
     }
-    for (int r = 0; r < Rows; ++r) {
-        for (int v = 0; v < 3; ++v) {
-            float* out = c + r * ldc + 16 * v;
-            const __mmask16 m = masks.lanes[v];
-            _mm512_mask_storeu_ps(out, m, _mm512_add_ps(sums[r][v], _mm512_maskz_loadu_ps(m, out)));
-        }
-    }
+    add_tile<Rows>(sums, c, ldc, masks);
 }
 
 template <typename Tile>
