@@ -16,6 +16,7 @@ Usage: benchmarks/bench_lstm.py
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 
@@ -27,7 +28,7 @@ from deepspeech_it.data.framing import SAMPLE_RATE, STEP_SAMPLES, WINDOW_SAMPLES
 from deepspeech_it.model import lstm_kernel, network
 from deepspeech_it.model.features import N_INPUT
 from deepspeech_it.model.steps import ctc_per_utterance, make_optimizer
-from deepspeech_it.util.machine import matmul_rate
+from deepspeech_it.util.machine import best_of_alternating, matmul_rate
 
 SECONDS = 3.0
 SIZES = ((384, 32), (2048, 16))          # (N_HIDDEN, batch): the demo's, DeepSpeech's
@@ -91,17 +92,17 @@ def training_step(n_hidden: int, batch: int, policy: str):
     return step
 
 
-def best_of_alternating(steps: dict) -> dict:
-    """Best seconds per call of each step, the steps alternating so that a drift of the machine's speed hits all."""
+def seconds_of(step) -> float:
+    started = time.perf_counter()
+    step()
+    return time.perf_counter() - started
+
+
+def best_of(steps: dict) -> dict:
+    """Best seconds per call of each step (each run once first, untimed), the steps alternating."""
     for step in steps.values():
         step()
-    best = dict.fromkeys(steps, float("inf"))
-    for _ in range(ROUNDS):
-        for name, step in steps.items():
-            started = time.perf_counter()
-            step()
-            best[name] = min(best[name], time.perf_counter() - started)
-    return best
+    return best_of_alternating({name: functools.partial(seconds_of, step) for name, step in steps.items()}, ROUNDS)
 
 
 def main() -> dict:
@@ -116,11 +117,11 @@ def main() -> dict:
         steps = {"kernel": loop_step("float32", n_hidden, batch, tf.float32),
                  "portable": loop_step("portable", n_hidden, batch, tf.float32),
                  "ops": loop_step(None, n_hidden, batch, tf.float32)}
-        results["loops"].append(("float32", n_hidden, batch, best_of_alternating(steps)))
+        results["loops"].append(("float32", n_hidden, batch, best_of(steps)))
         if half is not None:
             steps = {"kernel": loop_step(half, n_hidden, batch, tf.bfloat16),
                      "ops": loop_step(None, n_hidden, batch, tf.bfloat16)}
-            best = best_of_alternating(steps)
+            best = best_of(steps)
             best["chosen"] = "kernel" if network.recurrence_for("bfloat16", n_hidden)[0] else "ops"
             results["loops"].append(("bfloat16", n_hidden, batch, best))
     n_hidden, batch = SIZES[0]
@@ -130,7 +131,7 @@ def main() -> dict:
         with loop(products):
             steps[name] = training_step(n_hidden, batch, policy)
             steps[name]()
-    results["training"] = (policy, n_hidden, batch, best_of_alternating(steps))
+    results["training"] = (policy, n_hidden, batch, best_of(steps))
     return results
 
 

@@ -65,7 +65,9 @@ def read_variant(voice: str, data: Path) -> Variant:
     path = data / VARIANTS / voice.split("+", 1)[1]
     if not path.is_file():
         raise VoiceError(f"espeak-ng has no variant {voice} (no {path})")
-    formants, pitch, voicing, consonants, other = dict(Variant().formants), Variant.pitch, 100.0, (100.0, 100.0), []
+    defaults = Variant()
+    formants, pitch, other = dict(defaults.formants), defaults.pitch, []
+    voicing, consonants = defaults.voicing, defaults.consonants
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         words = line.split()
         if not words or words[0] in ("language", "name", "gender"):

@@ -26,7 +26,7 @@ import numpy as np
 
 from deepspeech_it.model import lstm_kernel
 from deepspeech_it.model.features import N_INPUT, WINDOWED_INPUT, context_windows
-from deepspeech_it.util.machine import bfloat16_speedup
+from deepspeech_it.util.machine import best_of_alternating, bfloat16_speedup
 from deepspeech_it.util.tf_runtime import keras, tf
 
 RELU_CLIP = 20.0
@@ -168,8 +168,8 @@ def recurrence_for(dtype: str, units: int) -> tuple[str | None, str]:
 
 
 def _kernel_speedup_in_bfloat16(products: str, units: int) -> float:
-    """TensorFlow's bfloat16 loop's time over the fused kernel's, forward and backward, alternating (best of
-    PROBE_ROUNDS each). Timed in a thread of its own, where no graph is being traced and no tape records, also
+    """TensorFlow's bfloat16 loop's time over the fused kernel's, forward and backward, alternating
+    (best_of_alternating). Timed in a thread of its own, where no graph is being traced and no tape records, also
     when the first model to ask is being traced."""
     def timing() -> float:
         rng = np.random.default_rng(0)
@@ -179,11 +179,8 @@ def _kernel_speedup_in_bfloat16(products: str, units: int) -> float:
         loops = {"kernel": fused,
                  "ops": lambda p, r: tf.cast(lstm_recurrence_ops(tf.cast(p, tf.bfloat16), tf.cast(r, tf.bfloat16)),
                                              tf.float32)}
-        timers = {name: _loop_timer(loop, projected, recurrent) for name, loop in loops.items()}
-        best = dict.fromkeys(timers, math.inf)
-        for _ in range(PROBE_ROUNDS):
-            for name, once in timers.items():
-                best[name] = min(best[name], once())
+        best = best_of_alternating({name: _loop_timer(loop, projected, recurrent) for name, loop in loops.items()},
+                                   PROBE_ROUNDS)
         return best["ops"] / best["kernel"]
 
     with concurrent.futures.ThreadPoolExecutor(1) as thread:
