@@ -20,9 +20,10 @@ from deepspeech_it.data.textnorm import Normalizer
 from deepspeech_it.demo.noise import NOISE_CSV, write_noise_corpus
 from deepspeech_it.demo.sentences import demo_text
 from deepspeech_it.demo.synth import Variety, build_archive
-from deepspeech_it.demo.voices import write_voices
+from deepspeech_it.demo.voices import system_data, write_voices
 from deepspeech_it.paths import ALPHABET_DIR
 from deepspeech_it.util.atomic import atomic_path, write_text_atomic
+from deepspeech_it.util.errors import PipelineError, one_line
 
 # espeak-ng's variants that speak Italian like a person (not the robots, whispers or effects); Gene2 is left out
 # because it is a variant of the test voice Gene.
@@ -50,6 +51,7 @@ SEED = 2024
 
 def main(sources: Path) -> None:
     archive, checksum, lm_text = sources / "it.tar.gz", sources / "it.tar.gz.sha256", sources / "lm_text.txt.gz"
+    system_data()      # espeak-ng checked before any work: every clip and the noise's babble need it
     normalizer = Normalizer(Alphabet.from_file(ALPHABET_DIR / "it.txt"))
     sentences, lm_sentences = demo_text(normalizer, TRAIN_SENTENCES, PER_SPLIT["dev"], SEED)
     noise_csv = sources / "noise" / NOISE_CSV
@@ -74,4 +76,7 @@ def main(sources: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    try:
+        main(Path(sys.argv[1]))
+    except PipelineError as problem:
+        sys.exit(f"error: {one_line(problem)}")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -109,3 +112,15 @@ def test_made_voices_reach_the_training_clips_only():
     assert all(f"--path={u.espeak_data}" in u.espeak_options() for u in train)
     assert all(u.espeak_data == "" and not any(o.startswith("--path") for o in u.espeak_options())
                for u in plan if u.split != "train")
+
+
+def test_the_demo_corpus_without_espeak_ng_stops_with_one_line(tmp_path):
+    """make demo's first step, on a machine where espeak-ng does not run: one line naming it, exit 1, nothing
+    written, no traceback."""
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "make_demo_corpus.py"),
+                             str(tmp_path / "sources")], capture_output=True, text=True,
+                            env={**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: espeak-ng does not run") and "Traceback" not in result.stderr
+    assert not (tmp_path / "sources").exists()

@@ -11,6 +11,7 @@ its own variants, and ``espeak-ng --path`` points at the folder of a voice (``Vo
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepspeech_it.demo.synth import Voice
+from deepspeech_it.util.errors import PipelineError
 
 DATA_FOLDER = "espeak-ng-data"
 VARIANTS = Path("voices") / "!v"
@@ -29,12 +31,13 @@ VARIANTS_PER_FOLDER = 200            # with espeak-ng's ~100 own variants and It
 PREFIX = "rnd"
 
 
-class VoiceError(RuntimeError):
+class VoiceError(PipelineError):
     pass
 
 
+@functools.cache
 def system_data() -> Path:
-    """espeak-ng's data folder, as the installed espeak-ng reports it ("Data at: ...")."""
+    """espeak-ng's data folder, as the installed espeak-ng reports it ("Data at: ..."), once per process."""
     try:
         version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as problem:
